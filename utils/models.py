@@ -1,0 +1,135 @@
+"""The four model families' networks, their true parameter counts, and how they are saved.
+
+MLP and SIREN are plain torch modules. KANs are pykan's own ``KAN`` (so ``plot``, ``prune`` and
+``auto_symbolic`` keep working); ``make_kan`` builds one that never writes checkpoints.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
+
+# pykan must never write into the user's working directory; even with auto_save=False some of
+# its methods create models with auto_save=True that write to ckpt_path.
+KAN_CKPT_DIR = os.path.join(tempfile.gettempdir(), "kan-pipeline-ckpt")
+
+
+class MLP(nn.Module):
+    """``depth`` linear layers of width ``width``, the activation between them."""
+
+    def __init__(self, in_dim: int = 1, width: int = 5, depth: int = 2, activation: str = "tanh"):
+        super().__init__()
+        self.config = dict(in_dim=in_dim, width=width, depth=depth, activation=activation)
+        dims = [in_dim] + [width] * (depth - 1) + [1]
+        layers = []
+        for i in range(depth):
+            layers.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < depth - 1:
+                layers.append(ACTIVATIONS[activation]())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SIREN(nn.Module):
+    """Sitzmann et al. 2020: sin(omega0 (Wx + b)) layers and a linear head, with their init.
+
+    The init keeps pre-activations of every layer roughly uniform in [-pi/2, pi/2] times omega0,
+    which is what lets a sine network train at all.
+    """
+
+    def __init__(self, in_dim: int = 1, width: int = 5, depth: int = 2, omega0: float = 30.0):
+        super().__init__()
+        self.config = dict(in_dim=in_dim, width=width, depth=depth, omega0=omega0)
+        self.omega0 = omega0
+        dims = [in_dim] + [width] * (depth - 1) + [1]
+        self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(depth))
+        with torch.no_grad():
+            for i, layer in enumerate(self.layers):
+                n = layer.in_features
+                bound = 1.0 / n if i == 0 else math.sqrt(6.0 / n) / omega0
+                layer.weight.uniform_(-bound, bound)
+
+    def forward(self, x):
+        for layer in self.layers[:-1]:
+            x = torch.sin(self.omega0 * layer(x))
+        return self.layers[-1](x)
+
+
+def make_kan(width, grid: int, k: int = 3, seed: int = 0, device="cpu"):
+    """pykan ``KAN`` with checkpointing off. pykan reseeds the global RNGs in its constructor."""
+    from kan import KAN
+    return KAN(width=copy.deepcopy(width), grid=grid, k=k, seed=seed, auto_save=False,
+               ckpt_path=KAN_CKPT_DIR, device=device)
+
+
+def is_kan(model) -> bool:
+    return type(model).__name__ == "MultKAN"
+
+
+def count_params(model) -> int:
+    """Parameters that shape the output.
+
+    A KAN edge that is not masked out has G+k spline coefficients plus scale_base and scale_sp;
+    pykan's symbolic-branch parameters, its fixed affine node parameters and pruned edges don't count.
+    """
+    if is_kan(model):
+        return int(sum(layer.mask.sum().item() * (layer.coef.shape[-1] + 2) for layer in model.act_fun))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ----------------------------------------------------------------------------- save / rebuild
+
+_KAN_KEYS = ("width", "grid", "k", "mult_arity", "base_fun_name", "symbolic_enabled",
+             "affine_trainable", "grid_eps", "grid_range", "sp_trainable", "sb_trainable")
+
+
+def model_spec(model: nn.Module) -> dict:
+    """Everything needed to rebuild the model: its family, constructor arguments, state dict."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if is_kan(model):
+        config = {k: copy.deepcopy(getattr(model, k)) for k in _KAN_KEYS}
+        return {"family": "kan", "config": config, "state": state}
+    family = {MLP: "mlp", SIREN: "siren"}.get(type(model))
+    if family is None:
+        raise TypeError(f"cannot save a {type(model).__name__}: only MLP, SIREN and pykan KAN")
+    return {"family": family, "config": dict(model.config), "state": state}
+
+
+def build_model(spec: dict) -> nn.Module:
+    family, config = spec["family"], dict(spec["config"])
+    if family == "kan":
+        from kan import KAN
+        config["base_fun"] = config.pop("base_fun_name")
+        with torch.random.fork_rng(devices=[]):  # pykan reseeds global RNGs
+            model = KAN(**config, auto_save=False, ckpt_path=KAN_CKPT_DIR)
+    else:
+        model = {"mlp": MLP, "siren": SIREN}[family](**config)
+    model.load_state_dict(spec["state"])
+    return model
+
+
+def to_spec(obj):
+    """Nested dicts/lists of models -> the same nesting of specs (tensors and plain data only)."""
+    if isinstance(obj, nn.Module):
+        return {"__model__": model_spec(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_spec(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_spec(v) for v in obj]
+    raise TypeError(f"models must be nested dicts/lists of torch modules, got {type(obj).__name__}")
+
+
+def from_spec(obj):
+    if isinstance(obj, dict) and "__model__" in obj:
+        return build_model(obj["__model__"])
+    if isinstance(obj, dict):
+        return {k: from_spec(v) for k, v in obj.items()}
+    return [from_spec(v) for v in obj]
