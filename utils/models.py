@@ -13,6 +13,8 @@ import tempfile
 import torch
 from torch import nn
 
+from utils import pykan_compat
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
 
 # pykan must never write into the user's working directory; even with auto_save=False some of
@@ -66,6 +68,7 @@ class SIREN(nn.Module):
 def make_kan(width, grid: int, k: int = 3, seed: int = 0, device="cpu"):
     """pykan ``KAN`` with checkpointing off. pykan reseeds the global RNGs in its constructor."""
     from kan import KAN
+    pykan_compat.install()
     return KAN(width=copy.deepcopy(width), grid=grid, k=k, seed=seed, auto_save=False,
                ckpt_path=KAN_CKPT_DIR, device=device)
 
@@ -107,6 +110,7 @@ def build_model(spec: dict) -> nn.Module:
     family, config = spec["family"], dict(spec["config"])
     if family == "kan":
         from kan import KAN
+        pykan_compat.install()
         config["base_fun"] = config.pop("base_fun_name")
         with torch.random.fork_rng(devices=[]):  # pykan reseeds global RNGs
             model = KAN(**config, auto_save=False, ckpt_path=KAN_CKPT_DIR)
@@ -120,6 +124,8 @@ def to_spec(obj):
     """Nested dicts/lists of models -> the same nesting of specs (tensors and plain data only)."""
     if isinstance(obj, nn.Module):
         return {"__model__": model_spec(obj)}
+    if isinstance(obj, dict) and "__model__" in obj:  # already a spec (from a worker process)
+        return obj
     if isinstance(obj, dict):
         return {str(k): to_spec(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -1,0 +1,41 @@
+"""The deterministic least-squares fix to pykan (utils/pykan_compat.py)."""
+import importlib
+
+import torch
+
+from utils import pykan_compat
+from utils.models import make_kan
+from utils.training import safe_update_grid
+
+
+def test_installed_in_the_modules_pykan_calls_it_from():
+    make_kan([1, 2, 1], 3)
+    for name in ("kan.spline", "kan.KANLayer", "kan.MultKAN"):
+        assert importlib.import_module(name).curve2coef is pykan_compat.curve2coef
+
+
+def test_same_solution_as_pykans_original():
+    from kan.spline import B_batch, extend_grid
+    g = torch.Generator().manual_seed(0)
+    grid = extend_grid(torch.sort(torch.rand(2, 11, generator=g), 1)[0], 3)
+    x = torch.rand(500, 2, generator=g)
+    y = torch.rand(500, 2, 3, generator=g)
+    ours = pykan_compat.curve2coef(x, y, grid, 3)
+    mat = B_batch(x, grid, 3).permute(1, 0, 2)[:, None].expand(2, 3, 500, 13)
+    ref = torch.linalg.lstsq(mat.double(), y.permute(1, 2, 0).unsqueeze(3).double()).solution[..., 0]
+    assert ((ours.double() - ref).norm() / ref.norm()) < 1e-5
+
+
+def test_grid_update_is_bitwise_reproducible_across_allocations():
+    """gelsy gave different bits for the same inputs depending on memory layout (issue 6)."""
+    states = []
+    for i in range(4):
+        junk = [torch.empty(37 * i + 1).fill_(i) for _ in range(i)]  # shift the allocator's state
+        x = torch.rand(1000, 1, generator=torch.Generator().manual_seed(0))
+        model = make_kan([1, 5, 1], 5, seed=3)
+        safe_update_grid(model, x)
+        model.cache_data = x
+        states.append(model.refine(10).state_dict())
+        del junk
+    for s in states[1:]:
+        assert all(torch.equal(s[k], states[0][k]) for k in s)

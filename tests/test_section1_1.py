@@ -1,0 +1,145 @@
+"""section1_1.py end to end, as a user runs it (issues 3 and 6)."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from utils import load_run
+from utils.datasets import FUNCTIONS_1D, RegressionProblem
+from utils.summary import best_per_dataset
+from utils.training import Recorder, train_kan, train_net
+from utils.models import MLP
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(args, cwd, script="section1_1.py"):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """The same --quick run with 2 workers and with 1, from a scratch working directory."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    out = {}
+    for workers in (2, 1):
+        res_dir = cwd / f"results_w{workers}"
+        proc = run_script(["--quick", "--seed", "3", "--workers", str(workers), "--results-dir", str(res_dir),
+                           "--no-progress"], cwd)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out[workers] = (res_dir, proc.stdout)
+    return cwd, out
+
+
+def test_quick_run_writes_one_pickle_per_family_with_attrs(quick_runs):
+    cwd, out = quick_runs
+    res_dir, stdout = out[2]
+    results, meta = load_run("section1_1", results_dir=res_dir)
+    ts = meta["timestamp"]
+    assert sorted(p.name for p in res_dir.iterdir()) == sorted(
+        [f"section1_1_{ts}_{m}.pkl" for m in ("mlp", "siren", "kan", "kan_pruning")] + [f"section1_1_{ts}_models.pt"])
+    for family, df in results.items():
+        assert df.attrs == {"section": "section1_1", "timestamp": ts, "epochs": 6, "device": "cpu",
+                            "seed": 3, "model_type": family}
+    # derivable values come from the data, as in the metadata note
+    mlp_df, kan_df = results["mlp"], results["kan"]
+    assert sorted(mlp_df["depth"].unique()) == [2, 3]
+    assert sorted(mlp_df["activation"].unique()) == ["relu", "silu", "tanh"]
+    assert sorted(kan_df["grid_size"].unique()) == [3, 5, 10]
+    sin_names = mlp_df[mlp_df["dataset_name"].str.startswith("sin_freq")]["dataset_name"].unique()
+    assert sorted(int(n.replace("sin_freq", "")) for n in sin_names) == [1, 2]
+    assert mlp_df["dataset_idx"].nunique() == 3
+    # the summary table and the saved paths are printed
+    assert "Best dense MSE" in stdout and str(res_dir / f"section1_1_{ts}_mlp.pkl") in stdout
+    # pykan wrote nothing into the working directory
+    assert sorted(p.name for p in cwd.iterdir()) == ["results_w1", "results_w2"]
+
+
+def test_rows_hold_true_per_epoch_values(quick_runs):
+    results, _ = load_run("section1_1", results_dir=quick_runs[1][2][0])
+    required = {"dataset_idx", "dataset_name", "epoch", "train_loss", "test_loss", "dense_mse",
+                "dense_max_err", "wall_time", "num_params", "seed"}
+    for family, df in results.items():
+        assert required <= set(df.columns), family
+        for _, g in df.groupby(["dataset_idx"] + [c for c in ("depth", "activation") if c in df]):
+            assert list(g["epoch"]) == list(range(1, 7))
+            assert g["wall_time"].is_monotonic_increasing
+            assert g["dense_mse"].nunique() > 1  # not one final value copied onto every epoch
+    kan = results["kan"][results["kan"]["dataset_idx"] == 0]
+    assert list(kan["grid_size"]) == [3, 3, 5, 5, 10, 10]
+    assert list(kan["num_params"]) == [10 * (g + 5) for g in kan["grid_size"]]
+    kp = results["kan_pruning"][results["kan_pruning"]["dataset_idx"] == 0]
+    assert list(kp["stage"])[:1] == ["sparsify"] and set(kp["stage"][1:]) == {"retrain"}
+    assert not kp["is_pruned"].iloc[0] and kp["is_pruned"].iloc[1:].all()
+    # the pruned-KAN run is its own run, not a copy of the plain KAN run
+    assert not kp["dense_mse"].reset_index(drop=True).equals(kan["dense_mse"].reset_index(drop=True))
+
+
+def test_same_seed_same_numbers_for_any_worker_count(quick_runs):
+    (dir2, _), (dir1, _) = quick_runs[1][2], quick_runs[1][1]
+    r2, _ = load_run("section1_1", results_dir=dir2)
+    r1, _ = load_run("section1_1", results_dir=dir1)
+    for family in r1:
+        a, b = r1[family].drop(columns="wall_time"), r2[family].drop(columns="wall_time")
+        pd.testing.assert_frame_equal(a, b, check_exact=True, check_like=False, check_flags=False)
+
+
+def test_saved_models_reproduce_recorded_dense_error(quick_runs):
+    results, _, models = load_run("section1_1", results_dir=quick_runs[1][2][0], load_models=True)
+    p = RegressionProblem("sin_freq1", FUNCTIONS_1D["sin_freq1"], seed=3, dataset_idx=0)
+    mlp = results["mlp"]
+    row = mlp[(mlp.dataset_idx == 0) & (mlp.depth == 3) & (mlp.activation == "tanh")].iloc[-1]
+    net = models["mlp"]["sin_freq1"]["depth3_activationtanh"]
+    assert p.evaluate(net)["dense_mse"] == pytest.approx(row["dense_mse"], rel=1e-5)
+    kan = results["kan"][results["kan"].dataset_idx == 0].iloc[-1]
+    kmodel = models["kan"]["sin_freq1"]["kan_grid10"]
+    assert p.evaluate(kmodel)["dense_mse"] == pytest.approx(kan["dense_mse"], rel=1e-4)  # pykan's own forward
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "--epochs: must be at least 1"),
+    (["--epochs", "ten"], "expected a whole number"),
+    (["--models", "transformer"], "invalid choice"),
+    (["--workers", "0"], "--workers: must be at least 1"),
+])
+def test_bad_arguments_one_line_exit_2(tmp_path, args, message):
+    proc = run_script(args + ["--results-dir", str(tmp_path / "r")], tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_without_cuda_is_one_line_exit_2_nothing_written(tmp_path):
+    proc = run_script(["--device", "cuda", "--quick", "--results-dir", str(tmp_path / "r")], tmp_path)
+    assert proc.returncode == 2 and "CUDA is not available" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_every_option(tmp_path):
+    proc = run_script(["--help"], tmp_path)
+    for opt in ("--epochs", "--device", "--seed", "--results-dir", "--quick", "--models", "--workers", "--scheduler"):
+        assert opt in proc.stdout
+
+
+def _nan_problem():
+    fn = lambda x: torch.where(x < 0.5, torch.sin(x), torch.full_like(x, float("nan")))
+    return RegressionProblem("broken", fn, seed=0, dataset_idx=0)
+
+
+def test_nan_divergence_is_recorded_and_training_stops():
+    p = _nan_problem()
+    rec = Recorder(p, {"dataset_idx": 0, "dataset_name": "broken"})
+    train_net(MLP(1, 5, 2, "tanh"), p, 5, rec)
+    assert len(rec.rows) == 1 and math.isnan(rec.rows[0]["train_loss"])
+    rec_k = Recorder(p, {"dataset_idx": 0, "dataset_name": "broken"})
+    train_kan(p, 6, rec_k, grids=(3, 5, 10))
+    assert len(rec_k.rows) == 1 and math.isnan(rec_k.rows[0]["dense_mse"])
+    table = best_per_dataset({"mlp": pd.DataFrame(rec.rows).assign(depth=2, activation="tanh")})
+    assert table["diverged"].all()

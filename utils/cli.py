@@ -1,0 +1,136 @@
+"""The command line every section script shares: parse, validate, sweep, save, summarize.
+
+User mistakes end in one line on stderr and exit status 2, before anything is trained or written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from utils.io import DEFAULT_RESULTS_DIR, RunError, save_run
+from utils.sweep import FAMILIES, build_tasks, collect, default_workers, run_sweep
+from utils.summary import best_per_dataset
+
+QUICK_EPOCHS = 6
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def die(prog: str, message: str, status: int = 2):
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = OneLineParser(prog=prog, description=description,
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"optimizer steps per model, one full-batch LBFGS step each; KANs spread them over "
+                        f"their grid schedule (default 100, {QUICK_EPOCHS} with --quick)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda if available")
+    p.add_argument("--seed", type=int, default=0, help="seeds data sampling and model initialization")
+    p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="where the run is saved")
+    p.add_argument("--quick", action="store_true", help="a small sweep for smoke tests (seconds, not minutes)")
+    p.add_argument("--models", nargs="+", choices=FAMILIES, default=list(FAMILIES), metavar="FAMILY",
+                   help=f"families to train, a subset of: {' '.join(FAMILIES)}")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="worker processes, 1 torch thread each (default: the number of cores; 1 on cuda)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the tasks on a running Dask cluster, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve_device(prog: str, name: str) -> str:
+    import torch
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        die(prog, "--device cuda: CUDA is not available on this machine (use --device cpu)")
+    return name
+
+
+def check_results_dir(prog: str, path: Path):
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        die(prog, f"--results-dir {path}: not writable ({e.strerror or e})")
+
+
+def run_section(section: str, datasets, quick_datasets, description: str, argv=None,
+                add_arguments=None, problem_options=None):
+    """``datasets``: (dataset_idx, name) pairs; ``quick_datasets``: the names --quick keeps."""
+    prog = f"{section}.py"
+    parser = build_parser(prog, description)
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    device = resolve_device(prog, args.device)
+    epochs = args.epochs or (QUICK_EPOCHS if args.quick else 100)
+    workers = args.workers or default_workers(device)
+    check_results_dir(prog, args.results_dir)
+    if args.quick:
+        datasets = [d for d in datasets if d[1] in quick_datasets]
+    families = [f for f in FAMILIES if f in args.models]
+    options = problem_options(args) if problem_options else ()
+    tasks = build_tasks(section, datasets, families, args.seed, epochs, device, args.quick, options)
+
+    print(f"{section}: {len(tasks)} models ({', '.join(families)}) on {len(datasets)} datasets, "
+          f"{epochs} epochs, device {device}, "
+          f"{'Dask scheduler ' + args.scheduler if args.scheduler else f'{workers} worker(s)'}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        results = run_sweep(tasks, workers=workers, scheduler=args.scheduler, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        die(prog, "interrupted; nothing was saved", 130)
+    except OSError as e:
+        if args.scheduler:
+            die(prog, f"--scheduler {args.scheduler}: cannot reach the Dask scheduler ({e})")
+        raise
+    frames, models = collect(results)
+    try:
+        ts = save_run(frames, section, models=models, results_dir=args.results_dir,
+                      epochs=epochs, device=device, seed=args.seed)
+    except (RunError, OSError) as e:
+        die(prog, f"could not save the run: {e}", 1)
+
+    table = best_per_dataset(frames)
+    print(f"\nBest dense MSE per dataset and family ({time.perf_counter() - t0:.1f} s):")
+    import pandas as pd
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3e}".format):
+        print(table.drop(columns=["dataset_idx"]).to_string(index=False))
+    diverged = table[table["diverged"]] if len(table) else table
+    if len(diverged):
+        print(f"\nNaN divergences recorded in: {', '.join(sorted(set(diverged['dataset'] + '/' + diverged['family'])))}")
+    print(f"\nSaved run {section} {ts}:")
+    for name in sorted(p.name for p in args.results_dir.glob(f"{section}_{ts}_*")):
+        print(f"  {args.results_dir / name}")
+    return ts

@@ -1,0 +1,79 @@
+"""Section 1.1's target functions and the regression problem every family is trained on.
+
+All functions live on [0, 1]: data are sampled there and dense errors are measured there only
+(an earlier pipeline sampled [-1, 1] for functions written for [0, 1] and measured outside the
+training domain).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+PI = math.pi
+
+
+def _piecewise(x):
+    return torch.where(x < 0.3, -0.5, torch.where(x < 0.6, 0.3, torch.where(x < 0.8, 1.0, -0.2)))
+
+
+FUNCTIONS_1D = {
+    **{f"sin_freq{nu}": (lambda nu: lambda x: torch.sin(2 * PI * nu * x))(nu) for nu in range(1, 6)},
+    "piecewise": _piecewise,
+    "sawtooth": lambda x: torch.remainder(x, 0.25) / 0.25,
+    "polynomial": lambda x: x ** 3 - 2 * x ** 2 + x,
+    "poisson_1d_highfreq": lambda x: 16 * PI ** 2 * torch.sin(4 * PI * x),
+}
+
+N_TRAIN = N_TEST = 1000
+N_DENSE_1D = 10_000
+
+
+def data_seed(seed: int, dataset_idx: int) -> int:
+    """Each dataset's points depend on the run seed and the dataset only, never on the family."""
+    return 1_000_003 * seed + dataset_idx
+
+
+def uniform(n, lo, hi, generator, device):
+    lo, hi = torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
+    return (lo + (hi - lo) * torch.rand(n, lo.numel(), generator=generator)).to(device)
+
+
+def mse(pred, target):
+    return torch.mean((pred - target) ** 2)
+
+
+class RegressionProblem:
+    """Fit y = f(x) from 1000 uniform random samples; measure on 1000 others and a dense grid."""
+
+    is_pde = False
+    metric_names = ("train_loss", "test_loss", "dense_mse", "dense_max_err")
+
+    def __init__(self, name, fn, seed, dataset_idx, device="cpu", domain=((0.0, 1.0),)):
+        g = torch.Generator().manual_seed(data_seed(seed, dataset_idx))
+        lo, hi = [d[0] for d in domain], [d[1] for d in domain]
+        self.name, self.n_in = name, len(domain)
+        self.train_x = uniform(N_TRAIN, lo, hi, g, device)
+        self.test_x = uniform(N_TEST, lo, hi, g, device)
+        self.dense_x = torch.linspace(lo[0], hi[0], N_DENSE_1D, device=device)[:, None]
+        self.train_y, self.test_y, self.dense_y = fn(self.train_x), fn(self.test_x), fn(self.dense_x)
+        self.zero_loss = mse(torch.zeros_like(self.train_y), self.train_y).item()  # the loss of u = 0
+        # one forward for all three evaluation sets (the models are pointwise)
+        self._eval_x = torch.cat([self.train_x, self.test_x, self.dense_x])
+
+    def loss(self, f):
+        return mse(f(self.train_x), self.train_y)
+
+    @torch.no_grad()
+    def evaluate(self, f) -> dict:
+        pred = f(self._eval_x)
+        tr, te, de = torch.split(pred, [len(self.train_x), len(self.test_x), len(self.dense_x)])
+        err = (de - self.dense_y).abs()
+        return {"train_loss": mse(tr, self.train_y).item(), "test_loss": mse(te, self.test_y).item(),
+                "dense_mse": torch.mean(err ** 2).item(), "dense_max_err": err.max().item()}
+
+
+def section1_1_problems():
+    """(dataset_idx, name, factory(seed, device)) for the nine section 1.1 datasets."""
+    return [(i, name, (lambda name, fn, i: lambda seed, device: RegressionProblem(name, fn, seed, i, device))(name, fn, i))
+            for i, (name, fn) in enumerate(FUNCTIONS_1D.items())]
