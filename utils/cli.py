@@ -14,6 +14,7 @@ from utils.sweep import FAMILIES, build_tasks, collect, default_workers, run_swe
 from utils.summary import best_per_dataset
 
 QUICK_EPOCHS = 6
+QUICK_PDE_POINTS = {1: (1000, 2), 2: (1000, 200)}  # (interior, boundary) for --quick
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -56,6 +57,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds data sampling and model initialization")
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="where the run is saved")
     p.add_argument("--quick", action="store_true", help="a small sweep for smoke tests (seconds, not minutes)")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                   help="train only on these datasets (default: all of the section's)")
     p.add_argument("--models", nargs="+", choices=FAMILIES, default=list(FAMILIES), metavar="FAMILY",
                    help=f"families to train, a subset of: {' '.join(FAMILIES)}")
     p.add_argument("--workers", type=positive_int, default=None,
@@ -64,6 +67,32 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help="run the tasks on a running Dask cluster, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def add_pde_arguments(parser, dim: int):
+    """Options of the PDE sections; defaults follow the KAN paper (see utils/pde.py)."""
+    from utils.pde import DEFAULTS
+    d = DEFAULTS[dim]
+    parser.add_argument("--mode", choices=["pinn", "supervised"], default="pinn",
+                        help="pinn: train from the equation (interior residual + boundary loss); "
+                             "supervised: fit u from 1000 samples, for comparison")
+    parser.add_argument("--alpha", type=positive_float, default=d["alpha"], help="weight of the residual term")
+    parser.add_argument("--n-interior", type=positive_int, default=None,
+                        help=f"interior collocation points (default {d['n_interior']}; "
+                             f"{QUICK_PDE_POINTS[dim][0]} with --quick)")
+    if dim > 1:
+        parser.add_argument("--n-boundary", type=positive_int, default=None,
+                            help=f"boundary points (default {d['n_boundary']}; {QUICK_PDE_POINTS[dim][1]} with --quick)")
+    parser.set_defaults(pde_dim=dim)
+
+
+def pde_options(args) -> tuple:
+    from utils.pde import DEFAULTS
+    d = DEFAULTS[args.pde_dim]
+    quick = QUICK_PDE_POINTS[args.pde_dim] if args.quick else (d["n_interior"], d["n_boundary"])
+    n_int = args.n_interior or quick[0]
+    n_bnd = getattr(args, "n_boundary", None) or quick[1]
+    return (("mode", args.mode), ("alpha", args.alpha), ("n_interior", n_int), ("n_boundary", n_bnd))
 
 
 def resolve_device(prog: str, name: str) -> str:
@@ -97,7 +126,13 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else 100)
     workers = args.workers or default_workers(device)
     check_results_dir(prog, args.results_dir)
-    if args.quick:
+    if args.datasets:
+        known = [name for _, name in datasets]
+        unknown = [n for n in args.datasets if n not in known]
+        if unknown:
+            die(prog, f"--datasets: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
+        datasets = [d for d in datasets if d[1] in args.datasets]
+    elif args.quick:
         datasets = [d for d in datasets if d[1] in quick_datasets]
     families = [f for f in FAMILIES if f in args.models]
     options = problem_options(args) if problem_options else ()

@@ -1,0 +1,88 @@
+"""PDE problems: f is the Laplacian of u with the right sign, u vanishes on the boundary (issue 4)."""
+import math
+
+import pytest
+import torch
+
+from utils.models import MLP
+from utils.pde import PROBLEMS, SECTION1_2, SECTION1_3, PoissonProblem, boundary_points, derivatives, dense_grid
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.mark.parametrize("name", SECTION1_2 + SECTION1_3)
+def test_forcing_is_the_laplacian_of_u(name):
+    pde = PROBLEMS[name]
+    g = torch.Generator().manual_seed(0)
+    lo = torch.tensor([d[0] for d in pde.domain])
+    hi = torch.tensor([d[1] for d in pde.domain])
+    x = lo + (hi - lo) * torch.rand(2000, pde.dim, generator=g, dtype=torch.float64)
+    _, _, lap = derivatives(pde.u, x, create_graph=False)
+    f = pde.f(x)
+    assert ((pde.sign * lap - f).norm() / f.norm()).item() < 1e-6
+    # and the sign matters: the opposite sign is far off (f is not identically zero)
+    assert ((-pde.sign * lap - f).norm() / f.norm()).item() > 1
+
+
+@pytest.mark.parametrize("name", SECTION1_2 + SECTION1_3)
+def test_u_vanishes_on_the_boundary(name):
+    pde = PROBLEMS[name]
+    b = boundary_points(pde.domain, 800, torch.Generator().manual_seed(0), "cpu").double()
+    lo, hi = [d[0] for d in pde.domain], [d[1] for d in pde.domain]
+    on_face = torch.zeros(len(b), dtype=torch.bool)
+    for i in range(pde.dim):
+        on_face |= (b[:, i] == lo[i]) | (b[:, i] == hi[i])
+    assert on_face.all()
+    assert pde.u(b).abs().max().item() < 1e-12
+
+
+def test_spec_problem_is_the_kan_papers():
+    pde = PROBLEMS["poisson_2d_spec"]
+    assert pde.domain == ((-1.0, 1.0), (-1.0, 1.0)) and pde.sign == +1
+    p = torch.tensor([[0.5, 0.5]])
+    assert pde.u(p).item() == pytest.approx(math.sin(math.pi / 4))
+
+
+def test_dense_grids_cover_the_domain():
+    g1 = dense_grid(((0.0, 1.0),), "cpu")
+    g2 = dense_grid(((-1.0, 1.0), (-1.0, 1.0)), "cpu")
+    assert g1.shape == (10_000, 1) and g2.shape == (10_000, 2)
+    assert g2.min().item() == -1 and g2.max().item() == 1 and len(torch.unique(g2[:, 0])) == 100
+
+
+def test_pinn_never_sees_the_exact_solution():
+    p = PoissonProblem("poisson_2d_sin", seed=0, dataset_idx=0, n_interior=200, n_boundary=40)
+    assert not hasattr(p, "train_y")
+    calls = []
+    exact = p.pde.u
+    object.__setattr__(p.pde, "u", lambda x: calls.append(1) or exact(x))
+    try:
+        p.loss(MLP(2, 5, 2, "tanh"))
+    finally:
+        object.__setattr__(p.pde, "u", exact)
+    assert calls == []
+
+
+def test_metrics_against_the_exact_solution():
+    p = PoissonProblem("poisson_1d_sin", seed=0, dataset_idx=0)
+    m = p.evaluate(p.pde.u)  # the exact solution has no error and no residual
+    assert m["dense_mse"] < 1e-28 and m["h1_error"] < 1e-24 and m["residual_mse"] < 1e-16
+    assert m["train_loss"] < 1e-16
+    zero = p.evaluate(lambda x: torch.zeros_like(x[:, :1]) * x[:, :1])  # u = 0
+    assert zero["dense_mse"] == pytest.approx(0.5, rel=1e-3)            # mean of sin^2
+    assert zero["dense_rel_l2"] == pytest.approx(1.0)
+    assert zero["h1_error"] == pytest.approx(math.pi ** 2 / 2, rel=1e-3)  # mean of (pi cos)^2
+    assert zero["train_loss"] == pytest.approx(p.zero_loss)
+
+
+def test_relu_networks_are_evaluated_not_crashed():
+    p = PoissonProblem("poisson_1d_poly", seed=0, dataset_idx=1)
+    m = p.evaluate(MLP(1, 5, 3, "relu"))
+    # a ReLU network has no second derivative: its residual is f itself, f = 2
+    assert m["residual_mse"] == pytest.approx(4.0, rel=1e-6)

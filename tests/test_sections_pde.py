@@ -1,0 +1,53 @@
+"""section1_2.py and section1_3.py end to end (issue 4)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from utils import load_run
+
+ROOT = Path(__file__).resolve().parent.parent
+PDE_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "train_loss", "test_loss", "dense_mse", "dense_max_err",
+               "dense_rel_l2", "h1_error", "residual_mse", "wall_time", "num_params", "seed", "mode"}
+
+
+def run(script, *args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / script), *args, "--no-progress"], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("script,datasets", [("section1_2.py", {"poisson_1d_sin", "poisson_1d_poly"}),
+                                             ("section1_3.py", {"poisson_2d_sin", "poisson_2d_spec"})])
+def test_quick_pinn_run_saves_pde_metrics(tmp_path, script, datasets):
+    proc = run(script, "--quick", "--results-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results, meta = load_run(script[:-3], results_dir=tmp_path / "r")
+    assert set(results) == {"mlp", "siren", "kan", "kan_pruning"} and meta["epochs"] == 6
+    for family, df in results.items():
+        assert PDE_COLUMNS <= set(df.columns), family
+        assert set(df["dataset_name"]) == datasets and set(df["mode"]) == {"pinn"}
+    # ReLU MLPs cannot represent a Laplacian: they are run and reported, not hidden
+    mlp = results["mlp"]
+    assert (mlp["activation"] == "relu").any()
+    assert "relu" in proc.stdout or len(mlp[mlp.activation == "relu"]) > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # nothing written outside the run folder
+
+
+def test_supervised_mode_is_recorded_in_the_data(tmp_path):
+    proc = run("section1_2.py", "--quick", "--mode", "supervised", "--models", "mlp", "kan",
+               "--datasets", "poisson_1d_sin", "--results-dir", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results, _ = load_run("section1_2", results_dir=tmp_path)
+    assert set(results) == {"mlp", "kan"}
+    assert set(results["kan"]["mode"]) == {"supervised"}
+    assert results["kan"]["dense_mse"].iloc[-1] < results["kan"]["dense_mse"].iloc[0]
+
+
+@pytest.mark.parametrize("args,message", [(["--mode", "regress"], "invalid choice"),
+                                          (["--alpha", "-1"], "must be positive"),
+                                          (["--n-interior", "0"], "must be at least 1")])
+def test_bad_pde_arguments(tmp_path, args, message):
+    proc = run("section1_3.py", *args, "--results-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
