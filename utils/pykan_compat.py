@@ -6,7 +6,10 @@ pykan's ``curve2coef`` (used by ``update_grid``, ``refine`` and layer initializa
 reproducibility mode on too), so the same seed gave different KAN runs in different processes;
 gelsy also failed once here ("SGELSY parameter 6"). gelsd (SVD) returns the same least-squares
 solution, minimum-norm where the collocation matrix is rank deficient, and is deterministic.
-CUDA supports only gels, which pykan already uses there.
+On CUDA torch offers only gels (QR without pivoting), which returned NaN coefficients when a
+pruned KAN was refined (rank-deficient collocation matrices; measured on an H100). The matrices
+are tiny (at most a few thousand rows by G+k columns), so they are solved on the CPU with gelsd
+on every device, which also gives the same coefficients on CPU and GPU.
 """
 import importlib
 
@@ -20,8 +23,8 @@ def curve2coef(x_eval, y_eval, grid, k):
     out_dim, n_coef = y_eval.shape[2], grid.shape[1] - k - 1
     mat = B_batch(x_eval, grid, k).permute(1, 0, 2)[:, None, :, :].expand(in_dim, out_dim, batch, n_coef)
     rhs = y_eval.permute(1, 2, 0).unsqueeze(dim=3)
-    driver = "gelsd" if mat.device.type == "cpu" else None
-    return torch.linalg.lstsq(mat, rhs, driver=driver).solution[:, :, :, 0]
+    coef = torch.linalg.lstsq(mat.cpu(), rhs.cpu(), driver="gelsd").solution[:, :, :, 0]
+    return coef.to(mat.device)
 
 
 def install():

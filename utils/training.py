@@ -10,6 +10,7 @@ training; the sweep goes on.
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import torch
@@ -80,7 +81,10 @@ def run_steps(params, loss_fn, n_steps, record, before_step=None) -> bool:
             if before_step is not None:
                 before_step(s)
             opt.step(closure)
-        except (RuntimeError, ValueError, torch.linalg.LinAlgError):
+        except (RuntimeError, ValueError, torch.linalg.LinAlgError) as e:
+            # a diverged model (NaN in a grid update, a failed least-squares fit) is a result, not a crash
+            print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}",
+                  file=sys.stderr)
             record(time.perf_counter() - t0, failed=True)
             return False
         if not record(time.perf_counter() - t0):

@@ -1,0 +1,25 @@
+"""The code examples of visualization/loading_guide.md run as written against a saved run."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from utils import io as run_io
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_example_runs(tmp_path, monkeypatch, capsys):
+    res = tmp_path / "results"
+    proc = subprocess.run([sys.executable, str(ROOT / "section1_1.py"), "--quick", "--no-progress", "--epochs", "2",
+                           "--results-dir", str(res)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    monkeypatch.setattr(run_io, "DEFAULT_RESULTS_DIR", res)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "visualization" / "loading_guide.md").read_text(), re.S)
+    assert len(blocks) >= 6
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "loading_guide.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "[2, 3] ['relu', 'silu', 'tanh'] [3, 5] 3 [1, 2]" in out.replace("np.int64(", "").replace(")", "")
+    assert namespace["paths"] and all(p.exists() for p in namespace["paths"])

@@ -1,0 +1,52 @@
+"""Figure 5: 2D problems: truth, each family's prediction and its error on the 100 x 100 grid.
+
+Error panels of one problem share one colour scale, so families compare at a glance.
+"""
+import matplotlib.pyplot as plt
+import torch
+
+from utils.pde import PROBLEMS, dense_grid
+from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, model_key, save)
+
+
+def draw(section, results, models, out_dir):
+    best = best_rows(results)
+    paths = []
+    for name in dataset_names(results):
+        pde = PROBLEMS[name]
+        x = dense_grid(pde.domain, "cpu")
+        n = int(round(len(x) ** 0.5))
+        extent = [pde.domain[0][0], pde.domain[0][1], pde.domain[1][0], pde.domain[1][1]]
+        img = lambda v: v.reshape(n, n).T  # rows along y, so that x runs horizontally
+        show = lambda ax, v, **kw: ax.imshow(img(v), extent=extent, origin="lower", **kw)
+        u = pde.u(x)
+        preds = {}
+        for fam in families(results):
+            row = best.get((name, fam))
+            model = (models or {}).get(fam, {}).get(name, {}).get(model_key(fam, row)) if row is not None else None
+            if model is not None:
+                with torch.no_grad():
+                    preds[fam] = (model(x), row)
+        ncol = 1 + max(len(preds), 1)
+        fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 6.2), squeeze=False)
+        vmin, vmax = u.min().item(), u.max().item()
+        emax = max([(p - u).abs().max().item() for p, _ in preds.values()] + [1e-12])
+        im = show(axes[0][0], u, vmin=vmin, vmax=vmax, cmap="viridis")
+        axes[0][0].set_title("exact u")
+        fig.colorbar(im, ax=axes[0][0], shrink=0.8)
+        axes[1][0].axis("off")
+        for j, (fam, (p, row)) in enumerate(preds.items(), start=1):
+            im = show(axes[0][j], p, vmin=vmin, vmax=vmax, cmap="viridis")
+            axes[0][j].set_title(f"{NAMES[fam]} ({int(row['num_params'])} params)")
+            fig.colorbar(im, ax=axes[0][j], shrink=0.8)
+            im = show(axes[1][j], (p - u).abs(), vmin=0, vmax=emax, cmap="magma")
+            axes[1][j].set_title(f"|error|, L2 {row['dense_mse']:.1e}")
+            fig.colorbar(im, ax=axes[1][j], shrink=0.8)
+        for ax in axes.flat:
+            ax.set_xlabel("x")
+            ax.set_ylabel("y")
+            ax.grid(False)
+        fig.suptitle(f"{section} {name}: best model of each family; errors on one colour scale")
+        missing_note(fig, results)
+        paths += save(fig, out_dir, f"fields_{name}")
+    return paths
