@@ -112,7 +112,7 @@ def _init_worker():
 def _executor(workers: int, scheduler: str | None):
     if scheduler:
         from distributed import Client
-        with Client(scheduler) as client:
+        with Client(scheduler, timeout="10s") as client:
             yield client.get_executor()
     elif workers > 1:
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch's thread pools and CUDA
