@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -47,8 +48,14 @@ def pykan_ms_per_step(G, steps, threads):
     p = problem()
     model = make_kan([1, 5, 1], G, seed=0)
     t0 = time.perf_counter()
-    model.fit(dataset(p), steps=steps, log=steps + 1)
+    quiet_fit(model, p, steps)
     return (time.perf_counter() - t0) / steps * 1e3
+
+
+def quiet_fit(model, p, steps):
+    """pykan's fit() with its defaults; its progress bar goes to /dev/null."""
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        model.fit(dataset(p), steps=steps)
 
 
 def pipeline_ms_per_step(G, steps):
@@ -90,7 +97,7 @@ def final_test_error(grids, steps_per_grid):
         if i:
             model = model.refine(G)
             model.auto_save = False
-        model.fit(dataset(p), steps=steps_per_grid, log=steps_per_grid + 1)
+        quiet_fit(model, p, steps_per_grid)
     with torch.no_grad():
         pykan_mse = torch.mean((model(p.test_x) - p.test_y) ** 2).item()
     rec = Recorder(p, {})
