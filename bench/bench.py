@@ -27,7 +27,9 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from utils import kan_fast  # noqa: E402
+from kan import KAN  # noqa: E402
+
+from utils import kan_fast, pykan_compat  # noqa: E402
 from utils.datasets import FUNCTIONS_1D, RegressionProblem  # noqa: E402
 from utils.models import KAN_CKPT_DIR, make_kan  # noqa: E402
 from utils.training import GRID_UPDATE_EVERY, GRID_UPDATE_UNTIL, Recorder, run_steps, safe_update_grid, train_kan  # noqa: E402
@@ -44,12 +46,14 @@ def dataset(p):
 
 
 def pykan_ms_per_step(G, steps, threads):
+    """pykan as released: without this pipeline's least-squares fix."""
     torch.set_num_threads(threads)
     p = problem()
-    model = make_kan([1, 5, 1], G, seed=0)
-    t0 = time.perf_counter()
-    quiet_fit(model, p, steps)
-    return (time.perf_counter() - t0) / steps * 1e3
+    with pykan_compat.original():
+        model = KAN(width=[1, 5, 1], grid=G, k=3, seed=0, auto_save=False, ckpt_path=KAN_CKPT_DIR)
+        t0 = time.perf_counter()
+        quiet_fit(model, p, steps)
+        return (time.perf_counter() - t0) / steps * 1e3
 
 
 def quiet_fit(model, p, steps):
@@ -92,14 +96,15 @@ def final_test_error(grids, steps_per_grid):
     """pykan: fit() then refine() at each grid; pipeline: train_kan with the same budget."""
     torch.set_num_threads(1)
     p = problem()
-    model = make_kan([1, 5, 1], grids[0], seed=0)
-    for i, G in enumerate(grids):
-        if i:
-            model = model.refine(G)
-            model.auto_save = False
-        quiet_fit(model, p, steps_per_grid)
-    with torch.no_grad():
-        pykan_mse = torch.mean((model(p.test_x) - p.test_y) ** 2).item()
+    with pykan_compat.original():
+        model = KAN(width=[1, 5, 1], grid=grids[0], k=3, seed=0, auto_save=False, ckpt_path=KAN_CKPT_DIR)
+        for i, G in enumerate(grids):
+            if i:
+                model = model.refine(G)
+                model.auto_save = False
+            quiet_fit(model, p, steps_per_grid)
+        with torch.no_grad():
+            pykan_mse = torch.mean((model(p.test_x) - p.test_y) ** 2).item()
     rec = Recorder(p, {})
     train_kan(p, steps_per_grid * len(grids), rec, seed=0, grids=grids)
     return pykan_mse, rec.rows[-1]["test_loss"]
@@ -130,32 +135,34 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller section run")
     ap.add_argument("--steps", type=int, default=10, help="training steps per timing")
     ap.add_argument("--section-epochs", type=int, default=10, help="--epochs of the section1_1.py runs")
+    ap.add_argument("--parts", default="1234", help="which parts to run, e.g. 13")
     args = ap.parse_args()
     reps = 1 if args.quick else 3
     os.makedirs(KAN_CKPT_DIR, exist_ok=True)
 
     print(f"torch {torch.__version__}, default threads {DEFAULT_THREADS}, {os.cpu_count()} cores\n")
-    print("1. ms per KAN training step (median of %d runs of %d steps)" % (reps, args.steps))
-    print(f"{'G':>5} {'pykan fit() defaults':>21} {'pykan fit() 1 thread':>21} {'pipeline':>9} "
-          f"{'speedup vs defaults':>20} {'vs 1 thread':>12}")
-    for G in (3, 20, 100):
-        a = statistics.median(pykan_ms_per_step(G, args.steps, DEFAULT_THREADS) for _ in range(reps))
-        b = statistics.median(pykan_ms_per_step(G, args.steps, 1) for _ in range(reps))
-        c = statistics.median(pipeline_ms_per_step(G, args.steps) for _ in range(reps))
-        print(f"{G:>5} {a:>21.1f} {b:>21.1f} {c:>9.1f} {a / c:>19.1f}x {b / c:>11.1f}x", flush=True)
-
-    print(f"\n2. forward of the same parameters, max relative difference to pykan: {forward_agreement():.1e}")
-
-    grids, per = ((3, 5, 10), 5) if args.quick else ((3, 5, 10, 20, 50), 10)
-    pk, ours = final_test_error(grids, per)
-    print(f"\n3. final test MSE, grids {grids}, {per} steps per grid: pykan {pk:.3e}, pipeline {ours:.3e} "
-          f"(ratio {ours / pk:.2f})")
-
-    epochs = 3 if args.quick else args.section_epochs
-    print(f"\n4. section1_1.py --epochs {epochs} (all families, all nine datasets)")
-    for workers in (1, os.cpu_count()):
-        wall, mem = run_section(epochs, workers)
-        print(f"   --workers {workers}: {wall:6.1f} s wall, peak memory {mem:.2f} GiB", flush=True)
+    if "1" in args.parts:
+        print("1. ms per KAN training step (median of %d runs of %d steps)" % (reps, args.steps))
+        print(f"{'G':>5} {'pykan fit() defaults':>21} {'pykan fit() 1 thread':>21} {'pipeline':>9} "
+              f"{'speedup vs defaults':>20} {'vs 1 thread':>12}")
+        for G in (3, 20, 100):
+            a = statistics.median(pykan_ms_per_step(G, args.steps, DEFAULT_THREADS) for _ in range(reps))
+            b = statistics.median(pykan_ms_per_step(G, args.steps, 1) for _ in range(reps))
+            c = statistics.median(pipeline_ms_per_step(G, args.steps) for _ in range(reps))
+            print(f"{G:>5} {a:>21.1f} {b:>21.1f} {c:>9.1f} {a / c:>19.1f}x {b / c:>11.1f}x", flush=True)
+    if "2" in args.parts:
+        print(f"\n2. forward of the same parameters, max relative difference to pykan: {forward_agreement():.1e}")
+    if "3" in args.parts:
+        grids, per = ((3, 5, 10), 5) if args.quick else ((3, 5, 10, 20, 50), 10)
+        pk, ours = final_test_error(grids, per)
+        print(f"\n3. final test MSE, grids {grids}, {per} steps per grid: pykan {pk:.3e}, pipeline {ours:.3e} "
+              f"(ratio {ours / pk:.2f})")
+    if "4" in args.parts:
+        epochs = 3 if args.quick else args.section_epochs
+        print(f"\n4. section1_1.py --epochs {epochs} (all families, all nine datasets)")
+        for workers in (1, os.cpu_count()):
+            wall, mem = run_section(epochs, workers)
+            print(f"   --workers {workers}: {wall:6.1f} s wall, peak memory {mem:.2f} GiB", flush=True)
 
 
 if __name__ == "__main__":

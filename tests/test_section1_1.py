@@ -142,4 +142,4 @@ def test_nan_divergence_is_recorded_and_training_stops():
     train_kan(p, 6, rec_k, grids=(3, 5, 10))
     assert len(rec_k.rows) == 1 and math.isnan(rec_k.rows[0]["dense_mse"])
     table = best_per_dataset({"mlp": pd.DataFrame(rec.rows).assign(depth=2, activation="tanh")})
-    assert table["diverged"].all()
+    assert table["any_diverged"].all()

@@ -162,7 +162,7 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
     import pandas as pd
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3e}".format):
         print(table.drop(columns=["dataset_idx"]).to_string(index=False))
-    diverged = table[table["diverged"]] if len(table) else table
+    diverged = table[table["any_diverged"]] if len(table) else table
     if len(diverged):
         print(f"\nNaN divergences recorded in: {', '.join(sorted(set(diverged['dataset'] + '/' + diverged['family'])))}")
     print(f"\nSaved run {section} {ts}:")

@@ -13,6 +13,7 @@ on every device, which also gives the same coefficients on CPU and GPU. All edge
 input share one collocation matrix, so each matrix is factorized once for all its right-hand
 sides (pykan solves every edge separately): same solution, 2-5x less time.
 """
+import contextlib
 import importlib
 
 import torch
@@ -27,7 +28,27 @@ def curve2coef(x_eval, y_eval, grid, k):
     return coef.permute(0, 2, 1).contiguous().to(mat.device)
 
 
+MODULES = ("kan.spline", "kan.KANLayer", "kan.MultKAN")
+
+
 def install():
     # importlib, not attribute access: kan.KANLayer names the class, which shadows the module
-    for name in ("kan.spline", "kan.KANLayer", "kan.MultKAN"):
+    for name in MODULES:
         importlib.import_module(name).curve2coef = curve2coef
+
+
+@contextlib.contextmanager
+def original():
+    """pykan exactly as released, e.g. to benchmark against it."""
+    modules = [importlib.import_module(name) for name in MODULES]
+    saved = [m.curve2coef for m in modules]
+    for m in modules:
+        m.curve2coef = _ORIGINAL
+    try:
+        yield
+    finally:
+        for m, f in zip(modules, saved):
+            m.curve2coef = f
+
+
+_ORIGINAL = importlib.import_module("kan.spline").curve2coef

@@ -32,7 +32,10 @@ def config_label(family: str, row) -> str:
 
 
 def best_per_dataset(frames: dict, metric: str = "dense_mse") -> pd.DataFrame:
-    """One row per (dataset, family): the configuration with the lowest ``metric``."""
+    """One row per (dataset, family): the configuration with the lowest ``metric``.
+
+    ``any_diverged`` flags a family some configuration of which ended in NaN on that dataset.
+    """
     out = []
     for family, df in frames.items():
         if df.empty:
@@ -48,7 +51,7 @@ def best_per_dataset(frames: dict, metric: str = "dense_mse") -> pd.DataFrame:
                         **({"mode": row["mode"]} if "mode" in row.index else {}),
                         "config": config_label(family, row), "num_params": int(row["num_params"]),
                         metric: row[metric], "dense_max_err": row["dense_max_err"], **extra,
-                        "diverged": bool(group[metric].isna().any() or not len(finite))})
+                        "any_diverged": bool(group[metric].isna().any() or not len(finite))})
     table = pd.DataFrame(out)
     if len(table):
         order = {f: i for i, f in enumerate(frames)}
