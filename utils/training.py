@@ -50,23 +50,22 @@ class Recorder:
 
     def step(self, seconds: float, forward, model, **extra) -> bool:
         """Record the epoch just trained; False when training must stop (non-finite loss)."""
-        self.epoch += 1
-        self.wall += seconds
         metrics = self.problem.evaluate(forward)
-        self.rows.append({**self.base_row, "epoch": self.epoch, **metrics, "wall_time": self.wall,
-                          "num_params": count_params(model), **extra})
+        self._append(seconds, model, metrics, extra)
         return math.isfinite(metrics["train_loss"])
 
     def fail(self, seconds: float, model, **extra):
+        self._append(seconds, model, dict.fromkeys(self.problem.metric_names, float("nan")), extra)
+
+    def _append(self, seconds, model, metrics, extra):
         self.epoch += 1
         self.wall += seconds
-        nan = dict.fromkeys(self.problem.metric_names, float("nan"))
-        self.rows.append({**self.base_row, "epoch": self.epoch, **nan, "wall_time": self.wall,
+        self.rows.append({**self.base_row, "epoch": self.epoch, **metrics, "wall_time": self.wall,
                           "num_params": count_params(model), **extra})
 
 
-def run_steps(params, loss_fn, n_steps, record, before_step=None) -> bool:
-    """n_steps LBFGS steps; ``record(seconds)`` after each. False once training has diverged."""
+def run_steps(params, loss_fn, n_steps, recorder: Recorder, forward, model, before_step=None, **extra) -> bool:
+    """n_steps LBFGS steps, each recorded with ``forward``'s metrics. False once training diverged."""
     opt = lbfgs(params)
 
     def closure():
@@ -85,23 +84,17 @@ def run_steps(params, loss_fn, n_steps, record, before_step=None) -> bool:
             # a diverged model (NaN in a grid update, a failed least-squares fit) is a result, not a crash
             print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}",
                   file=sys.stderr)
-            record(time.perf_counter() - t0, failed=True)
+            recorder.fail(time.perf_counter() - t0, model, **extra)
             return False
-        if not record(time.perf_counter() - t0):
+        if not recorder.step(time.perf_counter() - t0, forward, model, **extra):
             return False
     return True
 
 
 def train_net(model, problem, epochs, recorder: Recorder):
     """MLP / SIREN: ``epochs`` LBFGS steps."""
-    def record(seconds, failed=False):
-        if failed:
-            recorder.fail(seconds, model)
-            return False
-        return recorder.step(seconds, model, model)
-
-    run_steps([p for p in model.parameters() if p.requires_grad], lambda: problem.loss(model),
-              epochs, record)
+    run_steps([p for p in model.parameters() if p.requires_grad], lambda: problem.loss(model), epochs,
+              recorder, model, model)
     return model
 
 
@@ -140,19 +133,13 @@ def kan_forward(model, problem):
 def _train_kan_stage(model, problem, steps, recorder, loss_fn=None, **extra) -> bool:
     kan_fast.check_fast_path(model)
     fwd = kan_forward(model, problem)
-    loss_fn = loss_fn or (lambda: problem.loss(fwd))
 
     def before_step(s):
         if s % GRID_UPDATE_EVERY == 0 and s < GRID_UPDATE_UNTIL:
             safe_update_grid(model, problem.train_x)
 
-    def record(seconds, failed=False):
-        if failed:
-            recorder.fail(seconds, model, grid_size=model.grid, **extra)
-            return False
-        return recorder.step(seconds, fwd, model, grid_size=model.grid, **extra)
-
-    return run_steps(kan_fast.trainable_params(model), loss_fn, steps, record, before_step)
+    return run_steps(kan_fast.trainable_params(model), loss_fn or (lambda: problem.loss(fwd)), steps,
+                     recorder, fwd, model, before_step, grid_size=model.grid, **extra)
 
 
 def refine(model, grid, x):
