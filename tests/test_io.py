@@ -1,6 +1,5 @@
 """The run-storage contract of utils/io.py (design.md section 2, issue 2)."""
 import json
-import os
 import time
 
 import numpy as np

@@ -4,10 +4,9 @@ import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
-import numpy as np
 import pytest
 
-from visualization.tables import latex, latex_escape, markdown, table
+from visualization.tables import latex, latex_escape, markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {

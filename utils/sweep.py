@@ -10,7 +10,7 @@ import contextlib
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import multiprocessing
 
 import numpy as np

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from utils.io import DEFAULT_RESULTS_DIR, RunError, list_sections, load_run
+from utils.io import DEFAULT_RESULTS_DIR, RunError, load_run
 from visualization import curves, fields2d, fits, grid_extension, pareto, pde_training, tables
 
 FIGURES = {  # which figure families apply to which section

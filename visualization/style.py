@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from utils.summary import best_per_dataset, config_columns, stage_ends  # noqa: E402
+from utils.summary import best_per_dataset, config_columns, config_label, stage_ends  # noqa: E402
 
 FAMILY_ORDER = ("mlp", "siren", "kan", "kan_pruning")
 COLORS = {"mlp": "#1f77b4", "siren": "#2ca02c", "kan": "#d62728", "kan_pruning": "#ff7f0e"}
@@ -59,7 +59,6 @@ def best_rows(results, metric="dense_mse"):
         df = results[t["family"]]
         ends = stage_ends(df, t["family"])
         ends = ends[ends["dataset_name"] == t["dataset"]]
-        from utils.summary import config_label
         match = ends[ends.apply(lambda r: config_label(t["family"], r) == t["config"], axis=1)]
         if len(match):
             best[(t["dataset"], t["family"])] = match.iloc[0]
@@ -87,7 +86,6 @@ def model_key(family: str, row) -> str:
 
 
 def short_label(family, row) -> str:
-    from utils.summary import config_label
     return f"{NAMES[family]} {config_label(family, row)}, {int(row['num_params'])} params, MSE {row['dense_mse']:.1e}"
 
 
