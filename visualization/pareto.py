@@ -25,9 +25,11 @@ def draw(section, results, models, out_dir):
     names = dataset_names(results)
     fig, axes = grid_of_axes(len(names))
     for ax, ds in zip(axes, names):
+        seen = []
         for fam in families(results):
             ends = stage_ends(results[fam], fam)
             ends = ends[ends["dataset_name"] == ds]
+            seen += [v for v in ends["dense_mse"] if np.isfinite(v) and v > 0]
             ax.scatter(ends["num_params"], ends["dense_mse"], s=12, color=COLORS[fam], alpha=0.45)
             fp, fe = front(ends["num_params"].to_numpy(), ends["dense_mse"].to_numpy())
             ax.plot(fp, fe, color=COLORS[fam], lw=1.4, label=NAMES[fam])
@@ -37,6 +39,8 @@ def draw(section, results, models, out_dir):
                         label="paper: RMSE $\\propto N^{-4}$")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        if seen:  # the reference line must not stretch the axes away from the data
+            ax.set_ylim(min(seen) / 5, max(seen) * 5)
         ax.set_title(ds)
         ax.set_xlabel("parameters")
         ax.set_ylabel("dense MSE")
