@@ -1,6 +1,7 @@
 """The deterministic least-squares fix to pykan (utils/pykan_compat.py)."""
 import importlib
 
+import pytest
 import torch
 
 from utils import pykan_compat
@@ -12,6 +13,28 @@ def test_installed_in_the_modules_pykan_calls_it_from():
     make_kan([1, 2, 1], 3)
     for name in ("kan.spline", "kan.KANLayer", "kan.MultKAN"):
         assert importlib.import_module(name).curve2coef is pykan_compat.curve2coef
+    assert importlib.import_module("kan.spline").B_batch is pykan_compat.B_batch
+    with pykan_compat.original():
+        assert importlib.import_module("kan.spline").B_batch is not pykan_compat.B_batch
+    assert importlib.import_module("kan.spline").B_batch is pykan_compat.B_batch
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_b_batch_equals_pykans(k):
+    """Values and x-gradients on non-uniform grids, with points outside the grid."""
+    from kan.spline import extend_grid
+    original = pykan_compat._ORIGINALS[("kan.spline", "B_batch")]
+    g = torch.Generator().manual_seed(k)
+    grid = extend_grid(torch.sort(torch.rand(3, 8, generator=g, dtype=torch.float64) * 2 - 1, 1)[0], k)
+    x = (torch.rand(500, 3, generator=g, dtype=torch.float64) * 3 - 1.5).requires_grad_(k > 0)
+    ref, ours = original(x, grid, k=k).double(), pykan_compat.B_batch(x, grid, k=k)
+    assert ours.shape == ref.shape and (ours - ref).abs().max().item() < 1e-12
+    one_row = grid[:1]  # pykan also broadcasts a single grid over all inputs
+    assert (pykan_compat.B_batch(x, one_row, k=k) - original(x, one_row, k=k).double()).abs().max() < 1e-12
+    if k:
+        (g_ref,) = torch.autograd.grad((ref ** 2).sum(), x)
+        (g_ours,) = torch.autograd.grad((ours ** 2).sum(), x)
+        assert (g_ours - g_ref).abs().max().item() < 1e-10
 
 
 def test_same_solution_as_pykans_original():

@@ -46,6 +46,8 @@ def local_basis(x, grid, k: int, deriv: bool = False):
     m = torch.searchsorted(grid.contiguous(), xt.detach(), right=True) - 1
     inside = ((m >= 0) & (m < n_int)).to(x.dtype)
     m = m.clamp(0, n_int - 1)
+    if k == 0:  # piecewise constant: the indicator of the interval
+        return [inside], [torch.zeros_like(inside)] if deriv else None, m
     h_lo, h_hi = grid[:, 1:2] - grid[:, :1], grid[:, -1:] - grid[:, -2:-1]
     steps = torch.arange(1, k + 1, device=x.device, dtype=grid.dtype)
     knots = torch.cat([grid[:, :1] - h_lo * steps.flip(0), grid, grid[:, -1:] + h_hi * steps], 1)
