@@ -37,10 +37,20 @@ class Task:
     grids: tuple = ()           # KAN grid schedule
     options: tuple = ()         # problem options, e.g. (("mode", "pinn"), ("alpha", 0.01))
 
-    @property
-    def label(self) -> str:
-        """Where the task's trained model is stored: models[family][dataset_name][label]."""
-        return "_".join(f"{k}{v}" for k, v in self.config) or self.family
+
+def model_key(family: str, config) -> str:
+    """Where a trained model is stored: models[family][dataset_name][key].
+
+    ``config`` is a mapping with the family's configuration columns (a DataFrame row will do):
+    depth and activation; for KANs grid_size, and stage for the pruned KAN. One function for the
+    sweep that saves models and the figures that look them up.
+    """
+    if family == "mlp":
+        return f"depth{config['depth']}_activation{config['activation']}"
+    if family == "siren":
+        return f"depth{config['depth']}"
+    stage = "kan" if family == "kan" else config["stage"]
+    return f"{stage}_grid{config['grid_size']}"
 
 
 def family_configs(family: str, quick: bool) -> list[tuple]:
@@ -90,10 +100,11 @@ def run_task(task: Task) -> dict:
         model = (MLP(problem.n_in, WIDTH, cfg["depth"], cfg["activation"]) if task.family == "mlp"
                  else SIREN(problem.n_in, WIDTH, cfg["depth"])).to(task.device)
         train_net(model, problem, task.epochs, rec)
-        snapshots[task.label] = model_spec(model)
+        snapshots[model_key(task.family, cfg)] = model_spec(model)
     else:
         train = train_kan if task.family == "kan" else train_kan_pruned
-        snap = lambda model, tag: snapshots.__setitem__(f"{tag}_grid{model.grid}", model_spec(model))
+        snap = lambda model, stage: snapshots.__setitem__(
+            model_key(task.family, {"stage": stage, "grid_size": model.grid}), model_spec(model))
         train(problem, task.epochs, rec, seed=task.seed, device=task.device, grids=task.grids, snapshot=snap)
     return {"family": task.family, "dataset_name": task.dataset_name, "rows": rec.rows,
             "models": {k: {"__model__": v} for k, v in snapshots.items()}}

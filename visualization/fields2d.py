@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from utils.pde import PROBLEMS, dense_grid
-from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, model_key, save)
+from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, saved_model, save)
 
 
 def draw(section, results, models, out_dir):
@@ -23,7 +23,7 @@ def draw(section, results, models, out_dir):
         preds = {}
         for fam in families(results):
             row = best.get((name, fam))
-            model = (models or {}).get(fam, {}).get(name, {}).get(model_key(fam, row)) if row is not None else None
+            model = saved_model(models, fam, name, row)
             if model is not None:
                 with torch.no_grad():
                     preds[fam] = (model(x), row)

@@ -2,7 +2,7 @@
 import torch
 
 from visualization.style import (COLORS, best_rows, dataset_names, families, grid_of_axes, missing_note,
-                                 model_key, save, short_label)
+                                 saved_model, save, short_label)
 
 
 def truth(section, name):
@@ -25,7 +25,7 @@ def draw(section, results, models, out_dir):
         ax.plot(x, fn(x), color="k", lw=2.2, alpha=0.35, label="truth")
         for fam in families(results):
             row = best.get((name, fam))
-            model = (models or {}).get(fam, {}).get(name, {}).get(model_key(fam, row)) if row is not None else None
+            model = saved_model(models, fam, name, row)
             if model is None:
                 continue
             ax.plot(x, model(x), color=COLORS[fam], lw=1.1, label=short_label(fam, row))

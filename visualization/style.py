@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from utils.summary import best_per_dataset, config_columns, config_label, stage_ends  # noqa: E402
+from utils.sweep import model_key  # noqa: E402
 
 FAMILY_ORDER = ("mlp", "siren", "kan", "kan_pruning")
 COLORS = {"mlp": "#1f77b4", "siren": "#2ca02c", "kan": "#d62728", "kan_pruning": "#ff7f0e"}
@@ -74,15 +75,11 @@ def config_rows(df, family, row):
     return df[mask]
 
 
-def model_key(family: str, row) -> str:
-    """The key under which the sweep saved this configuration's model (utils.sweep.Task.label)."""
-    if family == "mlp":
-        return f"depth{row['depth']}_activation{row['activation']}"
-    if family == "siren":
-        return f"depth{row['depth']}"
-    if family == "kan":
-        return f"kan_grid{row['grid_size']}"
-    return f"{row['stage']}_grid{row['grid_size']}"
+def saved_model(models, family, dataset, row):
+    """The trained model of the configuration ``row``, or None if the run did not save it."""
+    if row is None:
+        return None
+    return (models or {}).get(family, {}).get(dataset, {}).get(model_key(family, row))
 
 
 def short_label(family, row) -> str:
