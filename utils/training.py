@@ -158,11 +158,20 @@ def train_kan(problem, epochs, recorder: Recorder, seed=0, device="cpu", grids=K
     ``snapshot(model, tag)`` is called at the end of every grid stage.
     """
     model = make_kan([problem.n_in, KAN_WIDTH_HIDDEN, 1], grids[0], seed=seed, device=device)
-    for i, steps in enumerate(split_budget(epochs, len(grids))):
+    return _grid_schedule(model, problem, split_budget(epochs, len(grids)), grids, recorder,
+                          lambda m: snapshot(m, "kan"))
+
+
+def _grid_schedule(model, problem, stage_steps, grids, recorder, snapshot, **columns):
+    """Train at grids[0], refine to grids[1], train, ... until a stage diverges; the last model.
+
+    ``columns`` are added to every row; ``snapshot(model)`` runs at the end of every stage.
+    """
+    for i, steps in enumerate(stage_steps):
         if i > 0:
             model = refine(model, grids[i], problem.train_x)
-        ok = _train_kan_stage(model, problem, steps, recorder)
-        snapshot(model, "kan")
+        ok = _train_kan_stage(model, problem, steps, recorder, **columns)
+        snapshot(model)
         if not ok:
             break
     return model
@@ -202,11 +211,5 @@ def train_kan_pruned(problem, epochs, recorder: Recorder, seed=0, device="cpu", 
     if not ok or len(stages) == 1:
         return model
     model = prune(model, problem.train_x)
-    for i, steps in enumerate(stages[1:]):
-        if i > 0:
-            model = refine(model, grids[i], problem.train_x)
-        ok = _train_kan_stage(model, problem, steps, recorder, stage="retrain", is_pruned=True)
-        snapshot(model, "retrain")
-        if not ok:
-            break
-    return model
+    return _grid_schedule(model, problem, stages[1:], grids, recorder, lambda m: snapshot(m, "retrain"),
+                          stage="retrain", is_pruned=True)
