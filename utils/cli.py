@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from utils.io import DEFAULT_RESULTS_DIR, RunError, save_run
 from utils.sweep import FAMILIES, build_tasks, collect, default_workers, run_sweep
 from utils.summary import best_per_dataset
@@ -159,7 +161,6 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
 
     table = best_per_dataset(frames)
     print(f"\nBest dense MSE per dataset and family ({time.perf_counter() - t0:.1f} s):")
-    import pandas as pd
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3e}".format):
         print(table.drop(columns=["dataset_idx"]).to_string(index=False))
     diverged = table[table["any_diverged"]] if len(table) else table

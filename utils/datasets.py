@@ -71,9 +71,3 @@ class RegressionProblem:
         err = (de - self.dense_y).abs()
         return {"train_loss": mse(tr, self.train_y).item(), "test_loss": mse(te, self.test_y).item(),
                 "dense_mse": torch.mean(err ** 2).item(), "dense_max_err": err.max().item()}
-
-
-def section1_1_problems():
-    """(dataset_idx, name, factory(seed, device)) for the nine section 1.1 datasets."""
-    return [(i, name, (lambda name, fn, i: lambda seed, device: RegressionProblem(name, fn, seed, i, device))(name, fn, i))
-            for i, (name, fn) in enumerate(FUNCTIONS_1D.items())]

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from utils.datasets import N_DENSE_1D, mse, uniform
+from utils.datasets import N_DENSE_1D, data_seed, mse, uniform
 
 PI = math.pi
 sin, cos = torch.sin, torch.cos
@@ -119,7 +119,6 @@ class PoissonProblem:
 
     def __init__(self, name, seed, dataset_idx, device="cpu", mode="pinn", alpha=None,
                  n_interior=None, n_boundary=None):
-        from utils.datasets import data_seed
         self.name, self.pde, self.mode = name, PROBLEMS[name], mode
         defaults = DEFAULTS[self.pde.dim]
         self.alpha = defaults["alpha"] if alpha is None else alpha
@@ -174,7 +173,3 @@ class PoissonProblem:
                 "dense_rel_l2": (err.norm() / self.dense_u.norm()).item(),
                 "h1_error": torch.mean(torch.sum((g - self.dense_grad) ** 2, dim=1)).item(),
                 "residual_mse": mse(self.pde.sign * lap, self.dense_f).item()}
-
-
-def make_pde_problem(name, seed, dataset_idx, device="cpu", **options):
-    return PoissonProblem(name, seed, dataset_idx, device, **options)

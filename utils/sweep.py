@@ -76,8 +76,8 @@ def make_problem(task: Task):
         from utils.datasets import FUNCTIONS_1D, RegressionProblem
         return RegressionProblem(task.dataset_name, FUNCTIONS_1D[task.dataset_name], task.seed,
                                  task.dataset_idx, task.device)
-    from utils.pde import make_pde_problem
-    return make_pde_problem(task.dataset_name, task.seed, task.dataset_idx, task.device, **dict(task.options))
+    from utils.pde import PoissonProblem
+    return PoissonProblem(task.dataset_name, task.seed, task.dataset_idx, task.device, **dict(task.options))
 
 
 def run_task(task: Task) -> dict:
