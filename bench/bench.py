@@ -31,7 +31,7 @@ from kan import KAN  # noqa: E402
 from utils import kan_fast, pykan_compat  # noqa: E402
 from utils.datasets import FUNCTIONS_1D, RegressionProblem  # noqa: E402
 from utils.models import KAN_CKPT_DIR, make_kan  # noqa: E402
-from utils.training import GRID_UPDATE_EVERY, GRID_UPDATE_UNTIL, Recorder, run_steps, safe_update_grid, train_kan  # noqa: E402
+from utils.training import Recorder, grid_update_schedule, kan_objective, run_steps, train_kan  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()
 
@@ -65,14 +65,9 @@ def pipeline_ms_per_step(G, steps):
     torch.set_num_threads(1)
     p = problem()
     model = make_kan([1, 5, 1], G, seed=0)
-    fwd = lambda x: kan_fast.forward(model, x)
-
-    def before(s):
-        if s % GRID_UPDATE_EVERY == 0 and s < GRID_UPDATE_UNTIL:
-            safe_update_grid(model, p.train_x)
-
     rec = Recorder(p, {})  # its wall_time counts training only, not the metrics it records
-    run_steps(kan_fast.trainable_params(model), lambda: p.loss(fwd), steps, rec, fwd, model, before)
+    run_steps(kan_objective(model, p), steps, rec, lambda x: kan_fast.forward(model, x), model,
+              grid_update_schedule(model, p.train_x))
     return rec.wall / steps * 1e3
 
 

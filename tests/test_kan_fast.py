@@ -1,4 +1,6 @@
 """The fast KAN forward equals pykan's own forward, in outputs and gradients (issue 6)."""
+import copy
+
 import pytest
 import torch
 
@@ -42,13 +44,13 @@ def test_outputs_and_gradients_match_pykan(G, width, dtype):
 
 @pytest.mark.parametrize("G", [3, 20])
 def test_second_derivatives_match_pykan(G, dtype):
-    """The create_graph path, used for PDE residuals: Laplacian terms equal pykan's."""
+    """Used for PDE residuals: Laplacian terms equal pykan's."""
     model = make_kan([2, 5, 1], G, seed=1)
     x = torch.rand(300, 2, requires_grad=True)
     hess = []
     with pykan_compat.original():
         ref = model(x)
-    for out in (ref, kan_fast.forward(model, x, create_graph=True)):
+    for out in (ref, kan_fast.forward(model, x)):
         d = torch.autograd.grad(out.sum(), x, create_graph=True)[0]
         hess.append(torch.autograd.grad(d[:, 0].sum(), x, create_graph=True)[0])
     tol = 1e-12 if dtype == torch.float64 else 1e-6
@@ -102,3 +104,21 @@ def test_refuses_active_symbolic_functions():
     model.fix_symbolic(0, 0, 0, "sin", fit_params_bool=False, verbose=False, log_history=False)
     with pytest.raises(ValueError, match="symbolic"):
         kan_fast.check_fast_path(model)
+
+
+
+@pytest.mark.parametrize("G", [3, 20])
+@pytest.mark.parametrize("width", [[1, 5, 1], [2, 3, 2, 1]])
+def test_update_grid_matches_pykans(G, width, dtype):
+    """Grids and coefficients after the fast update_grid equal pykan's own, on a copy of the model."""
+    model = make_kan(width, G, seed=0)
+    x = torch.rand(500, width[0]) * 1.6 - 0.8
+    reference = copy.deepcopy(model)
+    with pykan_compat.original():
+        reference.update_grid(x)
+    kan_fast.update_grid(model, x)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    for ours, theirs in zip(model.act_fun, reference.act_fun):
+        assert rel(ours.grid, theirs.grid) < tol
+        assert rel(ours.coef, theirs.coef) < tol * 10
+    assert not torch.equal(model.act_fun[0].grid, make_kan(width, G, seed=0).act_fun[0].grid)  # it moved

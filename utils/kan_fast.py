@@ -6,20 +6,23 @@ tensor operations, not arithmetic. Here:
 
 - each point finds its knot interval and evaluates only the k+1 nonzero bases (the Cox-de Boor
   triangle, vectorized over those k+1), then gathers the k+1 matching coefficients;
-- a hand-written backward (``_KANLayerFn``) replaces autograd through the triangle: the gradient
-  needs only the bases, their x-derivatives and a scatter into the coefficients;
-- a layer whose input is fixed data (the first layer during training) reuses its bases until its
-  grid changes.
+- ``forward`` is plain autograd over those few operations, so it is differentiable in parameters
+  and in x any number of times (PDE residuals need second derivatives); the first layer's bases
+  depend on the data and the grid only and are reused.
 
-The model stays a pykan ``KAN``: training updates its parameters in place, and ``plot``,
-``prune``, ``refine`` and ``auto_symbolic`` keep working on it. ``forward(..., create_graph=True)``
-uses plain autograd instead, for losses that differentiate the network in x twice (PDE residuals).
-Only the numerical branch is evaluated; ``check_fast_path`` refuses models that use anything else.
+Regression training on the CPU goes further: ``utils.kan_numba`` computes the loss and its
+gradient as compiled loops.
+
+The model stays a pykan ``KAN``: training writes its parameters back in place, and ``plot``,
+``prune``, ``refine`` and ``auto_symbolic`` keep working on it. Only the numerical branch is
+evaluated; ``check_fast_path`` refuses models that use anything else.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+PARAM_NAMES = ("coef", "scale_base", "scale_sp")
 
 
 def check_fast_path(model) -> None:
@@ -31,108 +34,58 @@ def check_fast_path(model) -> None:
         raise ValueError("fast KAN forward: only the silu base function is supported")
 
 
-def local_basis(x, grid, k: int, deriv: bool = False):
-    """The k+1 nonzero B-spline bases at each point, as k+1 contiguous (in, batch) tensors.
+def local_basis(x, grid, k: int):
+    """The k+1 nonzero B-spline bases at each point: (bases, index of the first).
 
-    x (batch, in), grid (in, G+2k+1) -> (bases, their x-derivatives or None, index of the first
-    basis). pykan's bases near the ends of its knot vector use only the knots it has; padding the
-    knots by k on each side lets every interval use the same formula and gives the same values
-    for the bases that exist (the padded ones get zero coefficients). Points outside the grid get
-    no spline, as in pykan. Bases are kept as separate tensors: elementwise ops on a trailing
-    dimension of size k+1 take a slow strided path in torch.
+    x (batch, in), grid (in, G+2k+1) -> bases (in, k+1, batch); basis j at a point is pykan's
+    basis number first + j - k. pykan's bases near the ends of its knot vector use only the knots
+    it has; padding the knots by k on each side lets every interval use the same formula and gives
+    the same values for the bases that exist (the padded ones get zero coefficients). Points
+    outside the grid get no spline, as in pykan.
     """
-    xt = x.t().contiguous()
+    xt = x.t().contiguous().unsqueeze(1)                                # (in, 1, batch)
     n_int = grid.shape[1] - 1
-    m = torch.searchsorted(grid.contiguous(), xt.detach(), right=True) - 1
-    inside = ((m >= 0) & (m < n_int)).to(x.dtype)
+    m = torch.searchsorted(grid.contiguous(), xt[:, 0].detach(), right=True) - 1
+    N = ((m >= 0) & (m < n_int)).to(x.dtype).unsqueeze(1)              # degree 0: the interval's indicator
     m = m.clamp(0, n_int - 1)
-    if k == 0:  # piecewise constant: the indicator of the interval
-        return [inside], [torch.zeros_like(inside)] if deriv else None, m
+    if k == 0:
+        return N, m
     h_lo, h_hi = grid[:, 1:2] - grid[:, :1], grid[:, -1:] - grid[:, -2:-1]
     steps = torch.arange(1, k + 1, device=x.device, dtype=grid.dtype)
     knots = torch.cat([grid[:, :1] - h_lo * steps.flip(0), grid, grid[:, -1:] + h_hi * steps], 1)
-    # knots t[m + o] for o = 1-k..k, m counted in the padded knots (m + k)
-    offs = torch.arange(1, 2 * k + 1, device=x.device).view(1, -1, 1)
-    idx = (m.unsqueeze(1) + offs).reshape(m.shape[0], -1)
-    t = torch.gather(knots, 1, idx).view(m.shape[0], 2 * k, -1)
-    left_all = xt.unsqueeze(1) - t                    # x - t[m+1-r] at position k-r
-    right_all = t - xt.unsqueeze(1)                   # t[m+r] - x at position k-1+r
-    left = [None] + [left_all[:, k - r] for r in range(1, k + 1)]
-    right = [None] + [right_all[:, k - 1 + r] for r in range(1, k + 1)]
-    N = [inside]
-    temps = []
-    for r in range(1, k + 1):
-        saved, nxt, temps = None, [], []
-        for j in range(r):
-            temp = N[j] / (right[j + 1] + left[r - j])  # basis value over its knot span
-            temps.append(temp)
-            term = right[j + 1] * temp
-            nxt.append(term if saved is None else saved + term)
-            saved = left[r - j] * temp
-        nxt.append(saved)
-        N = nxt
-    dN = None
-    if deriv:  # dB_{j,k} = k (B_{j,k-1}/span_j - B_{j+1,k-1}/span_{j+1})
-        dN = [k * temps[0].neg()] + [k * (temps[j - 1] - temps[j]) for j in range(1, k)] + [k * temps[k - 1]]
-    return N, dN, m
+    # T[:, q] = knot m+1-k+q for q = 0..2k-1 (m counted in the unpadded grid)
+    idx = m.unsqueeze(1) + torch.arange(1, 2 * k + 1, device=x.device).view(1, -1, 1)
+    T = torch.gather(knots, 1, idx.flatten(1)).view(idx.shape)
+    left, right = xt - T[:, :k], T[:, k:] - xt   # x - t[m+1-k+i] (i = 0..k-1); t[m+r] - x (r = 1..k)
+    for r in range(1, k + 1):  # degree r from degree r-1, all r+1 bases at once
+        R, L = right[:, :r], left[:, k - r:]
+        temp = N / (R + L)
+        N = F.pad(R * temp, (0, 0, 0, 1)) + F.pad(L * temp, (0, 0, 1, 0))
+    return N, m
 
 
-def _gather_cols(C, first, j):
-    """C[i, o, first[i, b] + j] for every edge and point: (in, out, batch)."""
-    return torch.gather(C, 2, (first + j).unsqueeze(1).expand(-1, C.shape[1], -1))
+def dense_basis(x, grid, k: int):
+    """All G+k bases at each point, zeros included: (in, batch, G+k)."""
+    N, first = local_basis(x, grid, k)
+    n_coef = grid.shape[1] - k - 1
+    cols = first.unsqueeze(-1) + torch.arange(k + 1, device=first.device)  # in k-padded columns
+    dense = N.new_zeros(first.shape[0], first.shape[1], n_coef + 2 * k)
+    return dense.scatter(2, cols, N.transpose(1, 2))[:, :, k:k + n_coef]
 
 
-class _KANLayerFn(torch.autograd.Function):
-    """y[b,o] = sum_i mask[i,o] (scale_base[i,o] silu(x[b,i]) + scale_sp[i,o] spline_io(x[b,i]))."""
-
-    @staticmethod
-    def forward(ctx, x, coef, scale_base, scale_sp, mask, basis):
-        N, dN, first = basis
-        k = len(N) - 1
-        C = F.pad(coef, (k, k))                                        # (in, out, G+3k)
-        g = [_gather_cols(C, first, j) for j in range(k + 1)]          # (in, out, batch) each
-        s = N[0].unsqueeze(1) * g[0]
-        for j in range(1, k + 1):
-            s = s + N[j].unsqueeze(1) * g[j]
-        xt = x.t()
-        base = F.silu(xt)                                              # (in, batch)
-        mb, ms = mask * scale_base, mask * scale_sp
-        y = mb.t() @ base + (ms.unsqueeze(-1) * s).sum(0)               # (out, batch)
-        ctx.save_for_backward(xt, base, s, mask, mb, ms, first, *N, *(dN or []), *g)
-        ctx.k, ctx.n_cols, ctx.has_dN = k, coef.shape[-1], dN is not None
-        return y.t()
-
-    @staticmethod
-    def backward(ctx, gy):
-        k = ctx.k
-        xt, base, s, mask, mb, ms, first, *rest = ctx.saved_tensors
-        N, rest = rest[:k + 1], rest[k + 1:]
-        dN, g = (rest[:k + 1], rest[k + 1:]) if ctx.has_dN else (None, rest)
-        gyt = gy.t()                                                   # (out, batch)
-        d_x = d_coef = d_sb = d_sp = None
-        gs = ms.unsqueeze(-1) * gyt.unsqueeze(0)                       # (in, out, batch)
-        if ctx.needs_input_grad[1]:
-            acc = torch.zeros(gs.shape[0], gs.shape[1], ctx.n_cols + 2 * k, dtype=gy.dtype, device=gy.device)
-            for j in range(k + 1):
-                acc.scatter_add_(2, (first + j).unsqueeze(1).expand_as(gs), N[j].unsqueeze(1) * gs)
-            d_coef = acc[:, :, k:k + ctx.n_cols]
-        if ctx.needs_input_grad[2]:
-            d_sb = mask * (base @ gy)
-        if ctx.needs_input_grad[3]:
-            d_sp = mask * (s * gyt.unsqueeze(0)).sum(-1)
-        if ctx.needs_input_grad[0]:
-            if dN is None:
-                raise RuntimeError("x-gradient requested but bases were built without derivatives")
-            sig = torch.sigmoid(xt)
-            ds = dN[0].unsqueeze(1) * g[0]
-            for j in range(1, k + 1):
-                ds = ds + dN[j].unsqueeze(1) * g[j]
-            d_x = (sig * (1 + xt * (1 - sig)) * (mb @ gyt) + (gs * ds).sum(1)).t()
-        return d_x, d_coef, d_sb, d_sp, None, None
+def _layer_values(x, layer, basis):
+    """pykan's numerical layer output (batch, out) from the bases at x."""
+    N, first = basis
+    k, (n_in, n_out, _) = layer.k, layer.coef.shape
+    cols = first.unsqueeze(1) + torch.arange(k + 1, device=first.device).view(1, -1, 1)   # (in, k+1, batch)
+    C = torch.gather(F.pad(layer.coef, (k, k)), 2, cols.flatten(1).unsqueeze(1).expand(-1, n_out, -1))
+    s = (C.view(n_in, n_out, k + 1, -1) * N.unsqueeze(1)).sum(2)       # (in, out, batch) spline values
+    y = layer.scale_base * layer.base_fun(x)[:, :, None] + layer.scale_sp * s.permute(2, 0, 1)
+    return (layer.mask * y).sum(dim=1)
 
 
-def _cached_basis(layer, x):
-    """Bases of a layer whose input is data: recomputed only when the input or the grid changes."""
+def _data_basis(layer, x):
+    """Bases of the model's input: reused while the input and the grid are unchanged."""
     c = getattr(layer, "_fast_basis", None)
     if c is None or c[0] is not x or c[1] != x._version or not torch.equal(c[2], layer.grid):
         with torch.no_grad():
@@ -141,37 +94,49 @@ def _cached_basis(layer, x):
     return c[3]
 
 
-def layer_forward(x, layer, create_graph: bool = False):
-    if create_graph:  # plain autograd through the bases: differentiable any number of times
-        N, _, first = local_basis(x, layer.grid, layer.k)
-        C = F.pad(layer.coef, (layer.k, layer.k))
-        s = sum(N[j].unsqueeze(1) * _gather_cols(C, first, j) for j in range(layer.k + 1))
-        y = layer.scale_base * layer.base_fun(x)[:, :, None] + layer.scale_sp * s.permute(2, 0, 1)
-        return (layer.mask * y).sum(dim=1)
-    if x.requires_grad:
-        with torch.no_grad():
-            basis = local_basis(x, layer.grid, layer.k, deriv=True)
-    else:
-        basis = _cached_basis(layer, x)
-    return _KANLayerFn.apply(x, layer.coef, layer.scale_base, layer.scale_sp, layer.mask, basis)
+def _input(model, x):
+    if torch.equal(model.input_id, torch.arange(x.shape[1])):
+        return x  # the same tensor, so the basis cache sees the same data
+    return x[:, model.input_id.long()]  # a pruned model's remaining inputs
 
 
-def forward(model, x, create_graph: bool = False):
-    """The numerical output of pykan's ``model(x)``.
+def _affine(model, l):
+    """pykan's subnode and node affine maps after layer l, folded into one: x -> a x + b."""
+    a = model.node_scale[l] * model.subnode_scale[l]
+    return a, model.node_scale[l] * model.subnode_bias[l] + model.node_bias[l]
 
-    Differentiable once in parameters and x; with ``create_graph=True`` differentiable any number
-    of times (slower), for losses that contain derivatives of the network.
-    """
-    if not torch.equal(model.input_id, torch.arange(x.shape[1])):
-        x = x[:, model.input_id.long()]  # pruned inputs; identity otherwise (keeps the basis cache)
-    for l, layer in enumerate(model.act_fun):
-        x = layer_forward(x, layer, create_graph)
-        x = model.subnode_scale[l] * x + model.subnode_bias[l]
-        x = model.node_scale[l] * x + model.node_bias[l]
+
+def layer_output(model, l, x):
+    """Layer l of pykan's forward, with the node maps that follow it: the next layer's input."""
+    layer = model.act_fun[l]
+    basis = _data_basis(layer, x) if l == 0 and not x.requires_grad else local_basis(x, layer.grid, layer.k)
+    a, b = _affine(model, l)
+    return a * _layer_values(x, layer, basis) + b
+
+
+def forward(model, x):
+    """The numerical output of pykan's ``model(x)``, differentiable any number of times."""
+    x = _input(model, x)
+    for l in range(len(model.act_fun)):
+        x = layer_output(model, l, x)
     return x
+
+
+@torch.no_grad()
+def update_grid(model, x):
+    """pykan's ``model.update_grid(x)``: each layer's grid adapted to the samples that reach it.
+
+    pykan runs its full forward, recording every activation, once per layer to get those samples
+    (most of the cost at small G); here the fast forward gives them, and each layer's own
+    ``update_grid_from_samples`` (pykan's grid and least-squares code) does the rest, in pykan's
+    order: layer l's samples come from the layers before it, already updated.
+    """
+    x = _input(model, x)
+    for l, layer in enumerate(model.act_fun):
+        layer.update_grid_from_samples(x)
+        x = layer_output(model, l, x)
 
 
 def trainable_params(model) -> list:
     """The parameters that shape the output (not the inactive symbolic branch's)."""
-    return [p for layer in model.act_fun for p in (layer.coef, layer.scale_base, layer.scale_sp)
-            if p.requires_grad]
+    return [getattr(layer, n) for layer in model.act_fun for n in PARAM_NAMES if getattr(layer, n).requires_grad]

@@ -38,16 +38,10 @@ def curve2coef(x_eval, y_eval, grid, k):
 
 def B_batch(x, grid, k=0, extend=True, device="cpu"):
     """pykan's ``kan.spline.B_batch``: (batch, in) points -> (batch, in, G+k) dense bases."""
-    from utils.kan_fast import local_basis
+    from utils.kan_fast import dense_basis
     if grid.shape[0] == 1 and x.shape[1] > 1:  # pykan broadcasts one grid over all inputs (refine)
         grid = grid.expand(x.shape[1], -1)
-    N, _, first = local_basis(x, grid, k)
-    in_dim, batch = first.shape
-    n_coef = grid.shape[1] - k - 1
-    cols = first.unsqueeze(-1) + torch.arange(k + 1, device=first.device)  # in padded columns
-    dense = torch.zeros(in_dim, batch, n_coef + 2 * k, dtype=N[0].dtype, device=N[0].device)
-    dense = dense.scatter(2, cols, torch.stack(N, dim=-1))
-    return dense[:, :, k:k + n_coef].permute(1, 0, 2)
+    return dense_basis(x, grid, k).permute(1, 0, 2)
 
 
 # (module, attribute, replacement); importlib, not attribute access: kan.KANLayer names the class

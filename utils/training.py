@@ -2,7 +2,7 @@
 
 Budget: one epoch is one full-batch step of the optimizer, and every family gets the same
 optimizer, pykan's own choice for KANs: LBFGS with 20 iterations per step, history 10 and a
-strong-Wolfe line search. KANs spread the epochs over their grid schedule (``split_budget``).
+strong-Wolfe line search (``utils.lbfgs``: torch's algorithm over one flat parameter vector). KANs spread the epochs over their grid schedule (``split_budget``).
 After every step the problem's metrics are recorded, so every row holds that epoch's own values.
 A step that produces a non-finite loss or raises is recorded as NaN and ends that model's
 training; the sweep goes on.
@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from utils import kan_fast
+from utils import kan_fast, kan_numba
+from utils.lbfgs import LBFGS, ParamVector
 from utils.models import count_params, make_kan
 
 KAN_WIDTH_HIDDEN = 5
@@ -23,11 +24,28 @@ KAN_GRIDS = (3, 5, 10, 20, 50, 100)
 PRUNE_LAMB, PRUNE_NODE_TH, PRUNE_EDGE_TH = 1e-2, 1e-2, 3e-2
 # pykan fit(): update_grid every 5 steps during the first 50 steps of each fit() call
 GRID_UPDATE_EVERY, GRID_UPDATE_UNTIL = 5, 50
+# pykan's fit(): torch.optim.LBFGS(lr=1, history_size=10, line_search_fn="strong_wolfe", tolerances 1e-32)
+LBFGS_OPTIONS = dict(lr=1.0, max_iter=20, history_size=10, tolerance_grad=1e-32, tolerance_change=1e-32)
 
 
-def lbfgs(params):
-    return torch.optim.LBFGS(params, lr=1.0, max_iter=20, history_size=10, line_search_fn="strong_wolfe",
-                             tolerance_grad=1e-32, tolerance_change=1e-32)
+class AutogradObjective(ParamVector):
+    """``loss_fn()`` and its autograd gradient as functions of ``params`` packed in one vector.
+
+    Evaluating at theta writes theta into the parameters (the loss reads them); ``set`` leaves the
+    model at the optimizer's result.
+    """
+
+    def __init__(self, params, loss_fn):
+        super().__init__(params)
+        self.loss_fn = loss_fn
+
+    def __call__(self, theta):
+        self.set(theta)
+        with torch.enable_grad():
+            loss = self.loss_fn()
+            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grad = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(self.params, grads)])
+        return loss.item(), grad.double().cpu().numpy()
 
 
 def split_budget(epochs: int, n_stages: int) -> list[int]:
@@ -64,22 +82,20 @@ class Recorder:
                           "num_params": count_params(model), **extra})
 
 
-def run_steps(params, loss_fn, n_steps, recorder: Recorder, forward, model, before_step=None, **extra) -> bool:
-    """n_steps LBFGS steps, each recorded with ``forward``'s metrics. False once training diverged."""
-    opt = lbfgs(params)
+def run_steps(make_objective, n_steps, recorder: Recorder, forward, model, before_step=None, **extra) -> bool:
+    """n_steps LBFGS steps, each recorded with ``forward``'s metrics. False once training diverged.
 
-    def closure():
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
+    ``make_objective()`` is called at every step, after ``before_step(step)``, which may change
+    the model (grid updates); the optimizer's curvature history carries over, as in pykan's fit().
+    """
+    opt = LBFGS(**LBFGS_OPTIONS)
     for s in range(n_steps):
         t0 = time.perf_counter()
         try:
             if before_step is not None:
                 before_step(s)
-            opt.step(closure)
+            objective = make_objective()
+            objective.set(opt.step(objective, objective.x0()))
         except (RuntimeError, ValueError, torch.linalg.LinAlgError) as e:
             # a diverged model (NaN in a grid update, a failed least-squares fit) is a result, not a crash
             print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}",
@@ -93,8 +109,8 @@ def run_steps(params, loss_fn, n_steps, recorder: Recorder, forward, model, befo
 
 def train_net(model, problem, epochs, recorder: Recorder):
     """MLP / SIREN: ``epochs`` LBFGS steps."""
-    run_steps([p for p in model.parameters() if p.requires_grad], lambda: problem.loss(model), epochs,
-              recorder, model, model)
+    objective = AutogradObjective([p for p in model.parameters() if p.requires_grad], lambda: problem.loss(model))
+    run_steps(lambda: objective, epochs, recorder, model, model)
     return model
 
 
@@ -115,7 +131,7 @@ def safe_update_grid(model, x):
     """pykan's update_grid, undone if it collapses a grid (zero spacing gives NaN losses after pruning)."""
     saved = [(l.grid.data.clone(), l.coef.data.clone()) for l in model.act_fun]
     try:
-        model.update_grid(x)
+        kan_fast.update_grid(model, x)
         ok = _grids_ok(model)
     except (RuntimeError, torch.linalg.LinAlgError):
         ok = False
@@ -124,22 +140,37 @@ def safe_update_grid(model, x):
             l.grid.data, l.coef.data = g, c
 
 
-def kan_forward(model, problem):
-    """The fast forward; PDE losses differentiate it twice in x, so they need the autograd path."""
-    create_graph = problem.is_pde
-    return lambda x: kan_fast.forward(model, x, create_graph=create_graph)
+def kan_objective(model, problem, loss_fn=None):
+    """What run_steps optimizes: the compiled MSE objective for cubic KANs on regression on the CPU
+    (rebuilt at every step, since it holds the grids), autograd through the fast forward otherwise
+    (PDE residuals, the sparsify stage's regularizer, other devices, other spline orders)."""
+    if loss_fn is None and not problem.is_pde and problem.train_x.device.type == "cpu" and kan_numba.supports(model):
+        built = {}
+
+        def objective():  # rebuilt only when a grid update has changed the grids it copied
+            grids = [layer.grid.detach().clone() for layer in model.act_fun]
+            if "grids" not in built or not all(map(torch.equal, grids, built["grids"])):
+                built.update(grids=grids, objective=kan_numba.MSEObjective(model, problem.train_x, problem.train_y))
+            return built["objective"]
+        return objective
+    fwd = lambda x: kan_fast.forward(model, x)  # noqa: E731
+    objective = AutogradObjective(kan_fast.trainable_params(model), loss_fn or (lambda: problem.loss(fwd)))
+    return lambda: objective
+
+
+def grid_update_schedule(model, x):
+    """pykan fit()'s update_grid calls, as a run_steps ``before_step``."""
+    def before_step(s):
+        if s % GRID_UPDATE_EVERY == 0 and s < GRID_UPDATE_UNTIL:
+            safe_update_grid(model, x)
+    return before_step
 
 
 def _train_kan_stage(model, problem, steps, recorder, loss_fn=None, **extra) -> bool:
     kan_fast.check_fast_path(model)
-    fwd = kan_forward(model, problem)
-
-    def before_step(s):
-        if s % GRID_UPDATE_EVERY == 0 and s < GRID_UPDATE_UNTIL:
-            safe_update_grid(model, problem.train_x)
-
-    return run_steps(kan_fast.trainable_params(model), loss_fn or (lambda: problem.loss(fwd)), steps,
-                     recorder, fwd, model, before_step, grid_size=model.grid, **extra)
+    fwd = lambda x: kan_fast.forward(model, x)  # noqa: E731
+    return run_steps(kan_objective(model, problem, loss_fn), steps, recorder, fwd, model,
+                     grid_update_schedule(model, problem.train_x), grid_size=model.grid, **extra)
 
 
 def refine(model, grid, x):
