@@ -137,6 +137,8 @@ def main():
         print("1. ms per KAN training step (median of %d runs of %d steps)" % (reps, args.steps))
         print(f"{'G':>5} {'pykan fit() defaults':>21} {'pykan fit() 1 thread':>21} {'pipeline':>9} "
               f"{'speedup vs defaults':>20} {'vs 1 thread':>12}")
+        pykan_ms_per_step(3, 2, DEFAULT_THREADS)  # untimed warm-ups: first-call costs (numba's
+        pipeline_ms_per_step(3, 2)                  # compiled-code cache, torch's lazy init) are not steps
         for G in (3, 20, 100):
             a = statistics.median(pykan_ms_per_step(G, args.steps, DEFAULT_THREADS) for _ in range(reps))
             b = statistics.median(pykan_ms_per_step(G, args.steps, 1) for _ in range(reps))

@@ -8,7 +8,8 @@ tensor operations, not arithmetic. Here:
   triangle, vectorized over those k+1), then gathers the k+1 matching coefficients;
 - ``forward`` is plain autograd over those few operations, so it is differentiable in parameters
   and in x any number of times (PDE residuals need second derivatives); the first layer's bases
-  depend on the data and the grid only and are reused.
+  depend on the data and the grid only and are reused;
+- ``update_grid`` is pykan's, with this forward supplying each layer's samples.
 
 Regression training on the CPU goes further: ``utils.kan_numba`` computes the loss and its
 gradient as compiled loops.
@@ -34,6 +35,13 @@ def check_fast_path(model) -> None:
         raise ValueError("fast KAN forward: only the silu base function is supported")
 
 
+def padded_knots(grid, k: int):
+    """The grid extended by k more knots at each end, spaced as its end intervals."""
+    h_lo, h_hi = grid[:, 1:2] - grid[:, :1], grid[:, -1:] - grid[:, -2:-1]
+    steps = torch.arange(1, k + 1, device=grid.device, dtype=grid.dtype)
+    return torch.cat([grid[:, :1] - h_lo * steps.flip(0), grid, grid[:, -1:] + h_hi * steps], 1)
+
+
 def local_basis(x, grid, k: int):
     """The k+1 nonzero B-spline bases at each point: (bases, index of the first).
 
@@ -50,9 +58,7 @@ def local_basis(x, grid, k: int):
     m = m.clamp(0, n_int - 1)
     if k == 0:
         return N, m
-    h_lo, h_hi = grid[:, 1:2] - grid[:, :1], grid[:, -1:] - grid[:, -2:-1]
-    steps = torch.arange(1, k + 1, device=x.device, dtype=grid.dtype)
-    knots = torch.cat([grid[:, :1] - h_lo * steps.flip(0), grid, grid[:, -1:] + h_hi * steps], 1)
+    knots = padded_knots(grid, k)
     # T[:, q] = knot m+1-k+q for q = 0..2k-1 (m counted in the unpadded grid)
     idx = m.unsqueeze(1) + torch.arange(1, 2 * k + 1, device=x.device).view(1, -1, 1)
     T = torch.gather(knots, 1, idx.flatten(1)).view(idx.shape)
@@ -94,13 +100,13 @@ def _data_basis(layer, x):
     return c[3]
 
 
-def _input(model, x):
+def model_input(model, x):
     if torch.equal(model.input_id, torch.arange(x.shape[1])):
         return x  # the same tensor, so the basis cache sees the same data
     return x[:, model.input_id.long()]  # a pruned model's remaining inputs
 
 
-def _affine(model, l):
+def node_affine(model, l):
     """pykan's subnode and node affine maps after layer l, folded into one: x -> a x + b."""
     a = model.node_scale[l] * model.subnode_scale[l]
     return a, model.node_scale[l] * model.subnode_bias[l] + model.node_bias[l]
@@ -110,13 +116,13 @@ def layer_output(model, l, x):
     """Layer l of pykan's forward, with the node maps that follow it: the next layer's input."""
     layer = model.act_fun[l]
     basis = _data_basis(layer, x) if l == 0 and not x.requires_grad else local_basis(x, layer.grid, layer.k)
-    a, b = _affine(model, l)
+    a, b = node_affine(model, l)
     return a * _layer_values(x, layer, basis) + b
 
 
 def forward(model, x):
     """The numerical output of pykan's ``model(x)``, differentiable any number of times."""
-    x = _input(model, x)
+    x = model_input(model, x)
     for l in range(len(model.act_fun)):
         x = layer_output(model, l, x)
     return x
@@ -131,7 +137,7 @@ def update_grid(model, x):
     ``update_grid_from_samples`` (pykan's grid and least-squares code) does the rest, in pykan's
     order: layer l's samples come from the layers before it, already updated.
     """
-    x = _input(model, x)
+    x = model_input(model, x)
     for l, layer in enumerate(model.act_fun):
         layer.update_grid_from_samples(x)
         x = layer_output(model, l, x)

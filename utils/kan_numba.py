@@ -28,7 +28,8 @@ import numba
 import numpy as np
 import torch
 
-from utils.kan_fast import PARAM_NAMES, _affine, _input, check_fast_path, local_basis, trainable_params
+from utils.kan_fast import (PARAM_NAMES, check_fast_path, local_basis, model_input, node_affine, padded_knots,
+                            trainable_params)
 from utils.lbfgs import ParamVector
 
 
@@ -142,13 +143,6 @@ def _mse_and_grad(X, Y, M0, N0, silu0, widths, n_grid, grids, knots, coef, sb, s
     return loss / n_terms
 
 
-def _padded_knots(grid, k):
-    """The grid extended by k more knots at each end with the end spacings (as kan_fast.local_basis)."""
-    lo, hi = grid[:, 1:2] - grid[:, :1], grid[:, -1:] - grid[:, -2:-1]
-    steps = np.arange(1, k + 1)
-    return np.concatenate([grid[:, :1] - lo * steps[::-1], grid, grid[:, -1:] + hi * steps], 1)
-
-
 def _views(flat, shapes):
     """Consecutive arrays of the given shapes, viewing one flat buffer."""
     out, at = [], 0
@@ -176,7 +170,7 @@ class MSEObjective(ParamVector):
         if not supports(model):
             raise ValueError("kan_numba.MSEObjective: cubic splines only (pykan's default k=3)")
         super().__init__(trainable_params(model))
-        x = _input(model, x).detach()
+        x = model_input(model, x).detach()
         order = torch.argsort(x[:, 0])  # the loss is a mean: the order is free, sorted walks are short
         x, self.y = x[order], _numpy(y[order])
         layers = list(model.act_fun)
@@ -192,7 +186,7 @@ class MSEObjective(ParamVector):
         # every layer's coef, scale_base, scale_sp in one buffer (and their gradients in another);
         # G+3 coefficients with 3 zeros on each side
         shapes = {name: (n, w, w) + ((n_grid + 2,) if name == "coef" else ()) for name in PARAM_NAMES}
-        self.buf, self.gbuf = np.zeros(sum(map(math.prod, shapes.values()))), np.zeros(0)
+        self.buf = np.zeros(sum(map(math.prod, shapes.values())))
         self.values = dict(zip(PARAM_NAMES, _views(self.buf, shapes.values())))
         self.mask, self.a, self.b = np.zeros((n, w, w)), np.zeros((n, w)), np.zeros((n, w))
         where = dict(zip(PARAM_NAMES, _views(np.arange(len(self.buf)), shapes.values())))
@@ -201,9 +195,9 @@ class MSEObjective(ParamVector):
             n_in, n_out = layer.mask.shape
             grid = _numpy(layer.grid)
             self.grids[l, :n_in, :grid.shape[1]] = grid
-            self.knots[l, :n_in, :grid.shape[1] + 6] = _padded_knots(grid, 3)
+            self.knots[l, :n_in, :grid.shape[1] + 6] = _numpy(padded_knots(layer.grid, 3))
             self.mask[l, :n_in, :n_out] = _numpy(layer.mask)
-            self.a[l, :n_out], self.b[l, :n_out] = (_numpy(v) for v in _affine(model, l))
+            self.a[l, :n_out], self.b[l, :n_out] = (_numpy(v) for v in node_affine(model, l))
             for name in PARAM_NAMES:
                 p = getattr(layer, name)
                 index = (l, slice(0, n_in), slice(0, n_out)) + ((slice(3, 3 + p.shape[2]),) if name == "coef" else ())

@@ -2,7 +2,8 @@
 
 Budget: one epoch is one full-batch step of the optimizer, and every family gets the same
 optimizer, pykan's own choice for KANs: LBFGS with 20 iterations per step, history 10 and a
-strong-Wolfe line search (``utils.lbfgs``: torch's algorithm over one flat parameter vector). KANs spread the epochs over their grid schedule (``split_budget``).
+strong-Wolfe line search (``utils.lbfgs``: torch's algorithm over one flat parameter vector).
+KANs spread the epochs over their grid schedule (``split_budget``).
 After every step the problem's metrics are recorded, so every row holds that epoch's own values.
 A step that produces a non-finite loss or raises is recorded as NaN and ends that model's
 training; the sweep goes on.
@@ -141,13 +142,13 @@ def safe_update_grid(model, x):
 
 
 def kan_objective(model, problem, loss_fn=None):
-    """What run_steps optimizes: the compiled MSE objective for cubic KANs on regression on the CPU
-    (rebuilt at every step, since it holds the grids), autograd through the fast forward otherwise
-    (PDE residuals, the sparsify stage's regularizer, other devices, other spline orders)."""
+    """What run_steps optimizes: for regression with a cubic KAN on the CPU the compiled MSE
+    objective (rebuilt when a grid update changes the grids it copied); otherwise autograd through
+    the fast forward (PDE residuals, the sparsify stage's regularizer, GPUs, other spline orders)."""
     if loss_fn is None and not problem.is_pde and problem.train_x.device.type == "cpu" and kan_numba.supports(model):
         built = {}
 
-        def objective():  # rebuilt only when a grid update has changed the grids it copied
+        def objective():
             grids = [layer.grid.detach().clone() for layer in model.act_fun]
             if "grids" not in built or not all(map(torch.equal, grids, built["grids"])):
                 built.update(grids=grids, objective=kan_numba.MSEObjective(model, problem.train_x, problem.train_y))
