@@ -17,14 +17,6 @@ def grads(out, inputs):
     return torch.autograd.grad(out.pow(2).sum(), inputs, allow_unused=False)
 
 
-@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
-def dtype(request):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(request.param)
-    yield request.param
-    torch.set_default_dtype(old)
-
-
 @pytest.mark.parametrize("G", [3, 10, 100])
 @pytest.mark.parametrize("width", [[1, 5, 1], [2, 5, 1], [2, 3, 2, 1]])
 def test_outputs_and_gradients_match_pykan(G, width, dtype):

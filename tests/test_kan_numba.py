@@ -15,14 +15,6 @@ def rel(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
-def dtype(request):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(request.param)
-    yield request.param
-    torch.set_default_dtype(old)
-
-
 def pykan_loss_and_grad(model, x, y):
     """The reference: autograd through pykan's own forward, as released."""
     params = kan_fast.trainable_params(model)

@@ -12,8 +12,11 @@ these models exceeded the cost of evaluating them (about 0.2-0.4 ms per evaluati
 - the two-loop recursion runs on the inner products of the history (``[S; Y] g`` and the Gram
   matrix, kept up to date as pairs arrive): two matrix-vector products per iteration instead of
   4 x history dot products and axpys, and a compiled loop over the small Gram matrix. Its
-  direction differs from the vector recursion by rounding only (float32 KAN training: median
-  6e-7, at most 3e-5 relative to a float64 recursion on the same history).
+  direction differs from the vector recursion by rounding only.
+
+The vectors are float64 also for float32 models: the model sees the rounded parameters, which
+changed no result measurably (100 steps of SIREN and MLP on five datasets: the same spread of
+final errors as with torch's float32 LBFGS, better or worse by dataset).
 """
 from __future__ import annotations
 
