@@ -116,3 +116,19 @@ def test_other_spline_orders_train_through_autograd():
     problem = RegressionProblem("sin_freq1", FUNCTIONS_1D["sin_freq1"], seed=0, dataset_idx=0)
     assert isinstance(kan_objective(model, problem)(), AutogradObjective)
     assert isinstance(kan_objective(make_kan([1, 3, 1], 5, seed=0), problem)(), kan_numba.MSEObjective)
+
+
+def test_training_objective_is_rebuilt_when_a_grid_update_moves_the_grids():
+    """The compiled objective copies the grids: reused between steps, rebuilt after update_grid."""
+    problem = RegressionProblem("sin_freq2", FUNCTIONS_1D["sin_freq2"], seed=0, dataset_idx=1)
+    model = make_kan([1, 5, 1], 5, seed=0)
+    make_objective = kan_objective(model, problem)
+    first = make_objective()
+    assert make_objective() is first
+    safe_update_grid(model, problem.train_x)
+    rebuilt = make_objective()
+    assert rebuilt is not first
+    theta = rebuilt.x0()
+    fresh = kan_numba.MSEObjective(model, problem.train_x, problem.train_y)
+    assert rebuilt(theta)[0] == fresh(theta)[0]
+    assert rebuilt(theta)[0] != first(theta)[0]  # the old grids give another loss
