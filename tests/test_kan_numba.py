@@ -8,7 +8,8 @@ from utils import kan_fast, kan_numba, pykan_compat
 from utils.lbfgs import LBFGS
 from utils.models import make_kan
 from utils.datasets import FUNCTIONS_1D, RegressionProblem
-from utils.training import LBFGS_OPTIONS, AutogradObjective, kan_objective, prune, refine, safe_update_grid
+from utils.training import (LBFGS_OPTIONS, AutogradObjective, Recorder, kan_objective, prune, refine,
+                            safe_update_grid, train_kan)
 
 
 def rel(a, b):
@@ -132,3 +133,21 @@ def test_training_objective_is_rebuilt_when_a_grid_update_moves_the_grids():
     fresh = kan_numba.MSEObjective(model, problem.train_x, problem.train_y)
     assert rebuilt(theta)[0] == fresh(theta)[0]
     assert rebuilt(theta)[0] != first(theta)[0]  # the old grids give another loss
+
+
+def test_trained_model_is_still_a_working_pykan_kan(tmp_path):
+    """Training writes pykan's own parameters: pykan's forward agrees, and its plot and symbolic
+    fitting run on the result (a grid-extended, grid-updated model)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    problem = RegressionProblem("sin_freq1", FUNCTIONS_1D["sin_freq1"], seed=0, dataset_idx=0)
+    recorder = Recorder(problem, {})
+    model = train_kan(problem, 6, recorder, seed=0, grids=(3, 5))
+    assert recorder.rows[-1]["test_loss"] < 1e-3 * problem.zero_loss
+    with pykan_compat.original():
+        ours, theirs = kan_fast.forward(model, problem.test_x), model(problem.test_x)
+    assert rel(ours, theirs) < 1e-6
+    model.plot(folder=str(tmp_path))
+    assert len(list(tmp_path.glob("*.png"))) == 10  # one per edge of [1, 5, 1]
+    model.fix_symbolic(0, 0, 0, "sin", verbose=False, log_history=False)  # fits a, b, c, d of c sin(a x + b) + d
+    assert model.symbolic_fun[0].mask[0, 0] == 1
