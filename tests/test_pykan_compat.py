@@ -62,3 +62,13 @@ def test_grid_update_is_bitwise_reproducible_across_allocations():
         del junk
     for s in states[1:]:
         assert all(torch.equal(s[k], states[0][k]) for k in s)
+
+
+def test_collapsed_grid_update_is_undone_quietly(capfd):
+    """Constant samples collapse a grid: the update is undone, and LAPACK prints nothing to stdout."""
+    model = make_kan([1, 3, 1], 5, seed=0)
+    before = [layer.grid.clone() for layer in model.act_fun]
+    safe_update_grid(model, torch.full((200, 1), 0.5))
+    assert all(torch.equal(layer.grid, g) for layer, g in zip(model.act_fun, before))
+    out, err = capfd.readouterr()
+    assert "MKL" not in out + err and "SGELSD" not in out + err

@@ -32,6 +32,8 @@ def curve2coef(x_eval, y_eval, grid, k):
     """pykan's ``kan.spline.curve2coef``, with a deterministic driver on the CPU."""
     mat = B_batch(x_eval, grid, k).permute(1, 0, 2)           # (in, batch, G+k)
     rhs = y_eval.permute(1, 0, 2)                              # (in, batch, out)
+    if not bool(torch.isfinite(mat).all()):  # a collapsed grid (zero spacing): LAPACK would print to stdout
+        raise torch.linalg.LinAlgError("curve2coef: the B-spline matrix is not finite (collapsed grid)")
     coef = torch.linalg.lstsq(mat.cpu(), rhs.cpu(), driver="gelsd").solution   # (in, G+k, out)
     return coef.permute(0, 2, 1).contiguous().to(mat.device)
 
