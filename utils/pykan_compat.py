@@ -13,7 +13,9 @@ pruned KAN was refined (rank-deficient collocation matrices; measured on an H100
 are tiny (at most a few thousand rows by G+k columns), so they are solved on the CPU with gelsd
 on every device, which also gives the same coefficients on CPU and GPU. All edges leaving one
 input share one collocation matrix, so each matrix is factorized once for all its right-hand
-sides (pykan solves every edge separately): same solution, 2-5x less time.
+sides (pykan solves every edge separately): same solution, 2-5x less time. A non-finite matrix
+(a grid collapsed by constant samples, e.g. in a fully pruned KAN) raises ``LinAlgError`` before
+LAPACK sees it; MKL printed an error line to stdout for each one.
 
 2. B-splines from their k+1 nonzero bases. pykan's ``B_batch`` builds all G+k bases through k
 dense recursion levels; it is the main cost of pykan's own forward (used by ``update_grid``,
