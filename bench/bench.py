@@ -129,21 +129,25 @@ def main():
     ap.add_argument("--section-epochs", type=int, default=10, help="--epochs of the section1_1.py runs")
     ap.add_argument("--parts", default="1234", help="which parts to run, e.g. 13")
     args = ap.parse_args()
-    reps = 1 if args.quick else 3
+    reps = 1 if args.quick else 5
     os.makedirs(KAN_CKPT_DIR, exist_ok=True)
 
     print(f"torch {torch.__version__}, default threads {DEFAULT_THREADS}, {os.cpu_count()} cores\n")
     if "1" in args.parts:
-        print("1. ms per KAN training step (median of %d runs of %d steps)" % (reps, args.steps))
+        print("1. ms per KAN training step (median of %d runs of %d steps; speedups: median of the runs' ratios)"
+              % (reps, args.steps))
         print(f"{'G':>5} {'pykan fit() defaults':>21} {'pykan fit() 1 thread':>21} {'pipeline':>9} "
               f"{'speedup vs defaults':>20} {'vs 1 thread':>12}")
         pykan_ms_per_step(3, 2, DEFAULT_THREADS)  # untimed warm-ups: first-call costs (numba's
         pipeline_ms_per_step(3, 2)                  # compiled-code cache, torch's lazy init) are not steps
         for G in (3, 20, 100):
-            a = statistics.median(pykan_ms_per_step(G, args.steps, DEFAULT_THREADS) for _ in range(reps))
-            b = statistics.median(pykan_ms_per_step(G, args.steps, 1) for _ in range(reps))
-            c = statistics.median(pipeline_ms_per_step(G, args.steps) for _ in range(reps))
-            print(f"{G:>5} {a:>21.1f} {b:>21.1f} {c:>9.1f} {a / c:>19.1f}x {b / c:>11.1f}x", flush=True)
+            # the three back to back in every repetition: this machine's speed drifts within minutes,
+            # so each ratio compares timings taken moments apart; medians over the repetitions
+            runs = [(pykan_ms_per_step(G, args.steps, DEFAULT_THREADS), pykan_ms_per_step(G, args.steps, 1),
+                     pipeline_ms_per_step(G, args.steps)) for _ in range(reps)]
+            a, b, c = (statistics.median(r[i] for r in runs) for i in range(3))
+            vs_a, vs_b = (statistics.median(r[i] / r[2] for r in runs) for i in range(2))
+            print(f"{G:>5} {a:>21.1f} {b:>21.1f} {c:>9.1f} {vs_a:>19.1f}x {vs_b:>11.1f}x", flush=True)
     if "2" in args.parts:
         print(f"\n2. forward of the same parameters, max relative difference to pykan: {forward_agreement():.1e}")
     if "3" in args.parts:
