@@ -84,33 +84,27 @@ def _mse_and_grad(Y, M0, N0, silu0, widths, n_grid, grids, knots, coef, sb, sp, 
             for o in range(n_out):
                 h[l + 1, o] = 0.0
             for i in range(n_in):
-                if l == 0:
-                    M[0, i], silu[0, i] = M0[p, i], silu0[p, i]
+                if l == 0:  # the data: intervals, bases and silu are given
+                    m, silu[0, i] = M0[p, i], silu0[p, i]
                     for j in range(4):
                         N[0, i, j] = N0[p, i, j]
-                    m = M[0, i]
-                    for o in range(n_out):
-                        s = (N[0, i, 0] * coef[0, i, o, m] + N[0, i, 1] * coef[0, i, o, m + 1]
-                             + N[0, i, 2] * coef[0, i, o, m + 2] + N[0, i, 3] * coef[0, i, o, m + 3])
-                        S[0, i, o] = s
-                        h[1, o] += mask[0, i, o] * (sb[0, i, o] * silu[0, i] + sp[0, i, o] * s)
-                    continue
-                x = h[l, i]
-                q = pos[l, i]
-                while q < n_grid[l] and grids[l, i, q] <= x:
-                    q += 1
-                while q > 0 and grids[l, i, q - 1] > x:
-                    q -= 1
-                pos[l, i] = q
-                sig = 1.0 / (1.0 + math.exp(-x))
-                silu[l, i], dsilu[l, i] = x * sig, sig * (1.0 + x * (1.0 - sig))
-                m = q - 1
-                if 0 < q < n_grid[l]:
-                    _cubic_bases(x, l, i, knots, m, N, dN)
-                else:  # outside the grid: no spline, as in pykan
-                    m = 0
-                    for j in range(4):
-                        N[l, i, j] = dN[l, i, j] = 0.0
+                else:
+                    x = h[l, i]
+                    q = pos[l, i]
+                    while q < n_grid[l] and grids[l, i, q] <= x:
+                        q += 1
+                    while q > 0 and grids[l, i, q - 1] > x:
+                        q -= 1
+                    pos[l, i] = q
+                    sig = 1.0 / (1.0 + math.exp(-x))
+                    silu[l, i], dsilu[l, i] = x * sig, sig * (1.0 + x * (1.0 - sig))
+                    m = q - 1
+                    if 0 < q < n_grid[l]:
+                        _cubic_bases(x, l, i, knots, m, N, dN)
+                    else:  # outside the grid: no spline, as in pykan
+                        m = 0
+                        for j in range(4):
+                            N[l, i, j] = dN[l, i, j] = 0.0
                 M[l, i] = m
                 for o in range(n_out):
                     s = (N[l, i, 0] * coef[l, i, o, m] + N[l, i, 1] * coef[l, i, o, m + 1]
