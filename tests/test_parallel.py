@@ -18,7 +18,7 @@ def frames(results):
 @pytest.fixture(scope="module")
 def tasks():
     return build_tasks("section1_1", [(0, "sin_freq1"), (5, "piecewise")], ["mlp", "kan", "kan_pruning"],
-                       seed=5, epochs=4, device="cpu", quick=True)
+                       seeds=5, epochs=4, device="cpu", quick=True)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from utils.models import MLP
-from utils.pde import PROBLEMS, SECTION1_2, SECTION1_3, PoissonProblem, boundary_points, derivatives, dense_grid
+from utils.datasets import dense_grid
+from utils.pde import PROBLEMS, SECTION1_2, SECTION1_3, PoissonProblem, boundary_points, derivatives
 
 
 @pytest.fixture(autouse=True)

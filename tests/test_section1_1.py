@@ -94,10 +94,10 @@ def test_saved_models_reproduce_recorded_dense_error(quick_runs):
     p = RegressionProblem("sin_freq1", FUNCTIONS_1D["sin_freq1"], seed=3, dataset_idx=0)
     mlp = results["mlp"]
     row = mlp[(mlp.dataset_idx == 0) & (mlp.depth == 3) & (mlp.activation == "tanh")].iloc[-1]
-    net = models["mlp"]["sin_freq1"]["depth3_activationtanh"]
+    net = models["mlp"]["sin_freq1"]["depth3_activationtanh_seed3"]
     assert p.evaluate(net)["dense_mse"] == pytest.approx(row["dense_mse"], rel=1e-5)
     kan = results["kan"][results["kan"].dataset_idx == 0].iloc[-1]
-    kmodel = models["kan"]["sin_freq1"]["kan_grid10"]
+    kmodel = models["kan"]["sin_freq1"]["kan_grid10_seed3"]
     assert p.evaluate(kmodel)["dense_mse"] == pytest.approx(kan["dense_mse"], rel=1e-4)  # pykan's own forward
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from utils.config import DEFAULT_EPOCHS, QUICK_EPOCHS, QUICK_PDE_POINTS
 from utils.io import DEFAULT_RESULTS_DIR, RunError, save_run
-from utils.sweep import FAMILIES, build_tasks, collect, default_workers, run_sweep
+from utils.sweep import FAMILIES, SETTINGS, build_tasks, collect, default_workers, run_sweep
 from utils.summary import best_per_dataset
 
-QUICK_EPOCHS = 6
-QUICK_PDE_POINTS = {1: (1000, 2), 2: (1000, 200)}  # (interior, boundary) for --quick
+MAX_SEED = 2 ** 32  # numpy's and pykan's seeds must lie in [0, 2**32)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,6 +39,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32), got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -56,7 +66,12 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help=f"optimizer steps per model, one full-batch LBFGS step each; KANs spread them over "
                         f"their grid schedule (default 100, {QUICK_EPOCHS} with --quick)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda if available")
-    p.add_argument("--seed", type=int, default=0, help="seeds data sampling and model initialization")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=seed_value, default=None,
+                       help="one seed: data sampling and model initialization (default 0)")
+    seeds.add_argument("--seeds", type=seed_value, nargs="+", default=None, metavar="S",
+                       help="train every configuration for each of these seeds")
+    seeds.add_argument("--n-seeds", type=positive_int, default=None, metavar="N", help="seeds 0 .. N-1")
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="where the run is saved")
     p.add_argument("--quick", action="store_true", help="a small sweep for smoke tests (seconds, not minutes)")
     p.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
@@ -67,8 +82,25 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help="worker processes, 1 torch thread each (default: the number of cores; 1 on cuda)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the tasks on a running Dask cluster, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--width", type=positive_int, default=SETTINGS["width"], help="MLP and SIREN hidden width")
+    p.add_argument("--kan-width", type=positive_int, default=SETTINGS["kan_width"],
+                   help="KAN hidden width: KAN(width=[n_in, KAN_WIDTH, 1])")
+    p.add_argument("--prune-lamb", type=positive_float, default=SETTINGS["prune_lamb"],
+                   help="pruned KAN: sparsity penalty of the sparsify stage, as pykan's fit(lamb=...)")
+    p.add_argument("--prune-node-th", type=positive_float, default=SETTINGS["prune_node_th"],
+                   help="pruned KAN: pykan's prune(node_th=...)")
+    p.add_argument("--prune-edge-th", type=positive_float, default=SETTINGS["prune_edge_th"],
+                   help="pruned KAN: pykan's prune(edge_th=...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def seeds_of(args) -> list[int]:
+    if args.seeds:
+        return list(dict.fromkeys(args.seeds))  # in the order given, each once
+    if args.n_seeds:
+        return list(range(args.n_seeds))
+    return [0 if args.seed is None else args.seed]
 
 
 def add_pde_arguments(parser, dim: int):
@@ -125,7 +157,8 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
         add_arguments(parser)
     args = parser.parse_args(argv)
     device = resolve_device(prog, args.device)
-    epochs = args.epochs or (QUICK_EPOCHS if args.quick else 100)
+    epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS)
+    seeds = seeds_of(args)
     workers = args.workers or default_workers(device)
     check_results_dir(prog, args.results_dir)
     if args.datasets:
@@ -138,10 +171,11 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
         datasets = [d for d in datasets if d[1] in quick_datasets]
     families = [f for f in FAMILIES if f in args.models]
     options = problem_options(args) if problem_options else ()
-    tasks = build_tasks(section, datasets, families, args.seed, epochs, device, args.quick, options)
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    tasks = build_tasks(section, datasets, families, seeds, epochs, device, args.quick, options, settings)
 
     print(f"{section}: {len(tasks)} models ({', '.join(families)}) on {len(datasets)} datasets, "
-          f"{epochs} epochs, device {device}, "
+          f"{epochs} epochs, {'seed' if len(seeds) == 1 else 'seeds'} {' '.join(map(str, seeds))}, device {device}, "
           f"{'Dask scheduler ' + args.scheduler if args.scheduler else f'{workers} worker(s)'}", flush=True)
     t0 = time.perf_counter()
     try:
@@ -154,8 +188,9 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
         raise
     frames, models = collect(results)
     try:
+        # a run's seeds are its seed column; only a one-seed run names its seed in the metadata
         ts = save_run(frames, section, models=models, results_dir=args.results_dir,
-                      epochs=epochs, device=device, seed=args.seed)
+                      epochs=epochs, device=device, **({"seed": seeds[0]} if len(seeds) == 1 else {}))
     except (RunError, OSError) as e:
         die(prog, f"could not save the run: {e}", 1)
 

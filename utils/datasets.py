@@ -25,8 +25,9 @@ FUNCTIONS_1D = {
     "poisson_1d_highfreq": lambda x: 16 * PI ** 2 * torch.sin(4 * PI * x),
 }
 
-N_TRAIN = N_TEST = 1000
+N_TRAIN = N_VAL = N_TEST = 1000
 N_DENSE_1D = 10_000
+N_DENSE_2D = 100  # per axis
 
 
 def data_seed(seed: int, dataset_idx: int) -> int:
@@ -39,15 +40,28 @@ def uniform(n, lo, hi, generator, device):
     return (lo + (hi - lo) * torch.rand(n, lo.numel(), generator=generator)).to(device)
 
 
+def dense_grid(domain, device):
+    """The uniform grid errors are measured on: 10,000 points in 1D, 100 x 100 in 2D."""
+    if len(domain) == 1:
+        return torch.linspace(*domain[0], N_DENSE_1D, device=device)[:, None]
+    axes = [torch.linspace(lo, hi, N_DENSE_2D, device=device) for lo, hi in domain]
+    return torch.stack([a.reshape(-1) for a in torch.meshgrid(*axes, indexing="ij")], dim=1)
+
+
 def mse(pred, target):
     return torch.mean((pred - target) ** 2)
 
 
 class RegressionProblem:
-    """Fit y = f(x) from 1000 uniform random samples; measure on 1000 others and a dense grid."""
+    """Fit y = f(x) from 1000 uniform random samples; choose on 1000 others, measure on 1000 more and a dense grid.
+
+    The validation sample (``val_loss``) is what configurations and KAN grid stages are chosen by;
+    the test sample and the dense grid only measure. It is drawn after the train and test samples,
+    so those are the same points they were before validation existed.
+    """
 
     is_pde = False
-    metric_names = ("train_loss", "test_loss", "dense_mse", "dense_max_err")
+    metric_names = ("train_loss", "val_loss", "test_loss", "dense_mse", "dense_max_err")
 
     def __init__(self, name, fn, seed, dataset_idx, device="cpu", domain=((0.0, 1.0),)):
         g = torch.Generator().manual_seed(data_seed(seed, dataset_idx))
@@ -55,11 +69,13 @@ class RegressionProblem:
         self.name, self.n_in = name, len(domain)
         self.train_x = uniform(N_TRAIN, lo, hi, g, device)
         self.test_x = uniform(N_TEST, lo, hi, g, device)
-        self.dense_x = torch.linspace(lo[0], hi[0], N_DENSE_1D, device=device)[:, None]
-        self.train_y, self.test_y, self.dense_y = fn(self.train_x), fn(self.test_x), fn(self.dense_x)
+        self.val_x = uniform(N_VAL, lo, hi, g, device)
+        self.dense_x = dense_grid(domain, device)
+        self.train_y, self.val_y, self.test_y, self.dense_y = (fn(x) for x in (self.train_x, self.val_x, self.test_x,
+                                                                                 self.dense_x))
         self.zero_loss = mse(torch.zeros_like(self.train_y), self.train_y).item()  # the loss of u = 0
-        # one forward for all three evaluation sets (the models are pointwise)
-        self._eval_x = torch.cat([self.train_x, self.test_x, self.dense_x])
+        # one forward for all evaluation sets (the models are pointwise)
+        self._eval_x = torch.cat([self.train_x, self.val_x, self.test_x, self.dense_x])
 
     def loss(self, f):
         return mse(f(self.train_x), self.train_y)
@@ -67,7 +83,8 @@ class RegressionProblem:
     @torch.no_grad()
     def evaluate(self, f) -> dict:
         pred = f(self._eval_x)
-        tr, te, de = torch.split(pred, [len(self.train_x), len(self.test_x), len(self.dense_x)])
+        tr, va, te, de = torch.split(pred, [len(self.train_x), len(self.val_x), len(self.test_x), len(self.dense_x)])
         err = (de - self.dense_y).abs()
-        return {"train_loss": mse(tr, self.train_y).item(), "test_loss": mse(te, self.test_y).item(),
+        return {"train_loss": mse(tr, self.train_y).item(), "val_loss": mse(va, self.val_y).item(),
+                "test_loss": mse(te, self.test_y).item(),
                 "dense_mse": torch.mean(err ** 2).item(), "dense_max_err": err.max().item()}

@@ -146,8 +146,8 @@ class LBFGS:
     """
 
     def __init__(self, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
-                 history_size=100):
-        self.lr, self.max_iter, self.history_size = lr, max_iter, history_size
+                 tolerance_ys=1e-32, history_size=100):
+        self.lr, self.max_iter, self.history_size, self.tolerance_ys = lr, max_iter, history_size, tolerance_ys
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
         self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
         self.n_iter = 0
@@ -192,7 +192,7 @@ class LBFGS:
             else:
                 y, s = g - self.prev_g, d * t
                 ys = float(y @ s)
-                if ys > 1e-10:
+                if ys > self.tolerance_ys:
                     gamma = ys / self._remember(s, y, ys)
                 d = self._direction(g, gamma)
             self.prev_g, prev_loss = g, loss
@@ -200,7 +200,7 @@ class LBFGS:
             gtd = float(g @ d)
             if gtd > -self.tolerance_change:
                 break
-            loss, g, t, ls_evals = _strong_wolfe(fun, x, t, d, loss, g, gtd, max_ls=self.max_eval - evals)
+            loss, g, t, ls_evals = _strong_wolfe(fun, x, t, d, loss, g, gtd, max_ls=25)
             x = x + t * d
             evals += ls_evals
             if n == self.max_iter or evals >= self.max_eval or np.abs(g).max() <= self.tolerance_grad:

@@ -95,8 +95,13 @@ _KAN_KEYS = ("width", "grid", "k", "mult_arity", "base_fun_name", "symbolic_enab
 
 
 def model_spec(model: nn.Module) -> dict:
-    """Everything needed to rebuild the model: its family, constructor arguments, state dict."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    """Everything needed to rebuild the model: its family, constructor arguments, state dict.
+
+    The state is copied: on the CPU ``.detach().cpu()`` returns the same storage, and pykan's
+    ``refine`` makes the next model share ``scale_base``, ``scale_sp`` and ``mask`` with this one,
+    so training at the next grid would silently change an earlier grid's snapshot.
+    """
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if is_kan(model):
         config = {k: copy.deepcopy(getattr(model, k)) for k in _KAN_KEYS}
         return {"family": "kan", "config": config, "state": state}

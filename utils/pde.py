@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from utils.datasets import N_DENSE_1D, data_seed, mse, uniform
+from utils.datasets import data_seed, dense_grid, mse, uniform
 
 PI = math.pi
 sin, cos = torch.sin, torch.cos
@@ -70,7 +70,6 @@ SECTION1_3 = ("poisson_2d_sin", "poisson_2d_poly", "poisson_2d_highfreq", "poiss
 DEFAULTS = {1: {"alpha": 0.01, "n_interior": 1000, "n_boundary": 2},
             2: {"alpha": 0.01, "n_interior": 10_000, "n_boundary": 800}}
 N_SUPERVISED = 1000
-N_DENSE_2D = 100  # per axis
 
 
 def derivatives(fn, x, create_graph: bool):
@@ -103,18 +102,16 @@ def boundary_points(domain, n, generator, device):
     return torch.cat(faces).to(device)
 
 
-def dense_grid(domain, device):
-    if len(domain) == 1:
-        return torch.linspace(*domain[0], N_DENSE_1D, device=device)[:, None]
-    axes = [torch.linspace(lo, hi, N_DENSE_2D, device=device) for lo, hi in domain]
-    return torch.stack([a.reshape(-1) for a in torch.meshgrid(*axes, indexing="ij")], dim=1)
-
-
 class PoissonProblem:
-    """What training and the metrics need of one PDE problem in one mode."""
+    """What training and the metrics need of one PDE problem in one mode.
+
+    ``val_loss`` is the training objective on a fresh seeded set of points (PINN: interior and
+    boundary collocation points; supervised: samples of u): configurations are chosen by it, so
+    the exact u is never used to choose, only to measure.
+    """
 
     is_pde = True
-    metric_names = ("train_loss", "test_loss", "dense_mse", "dense_max_err", "dense_rel_l2",
+    metric_names = ("train_loss", "val_loss", "test_loss", "dense_mse", "dense_max_err", "dense_rel_l2",
                     "h1_error", "residual_mse")
 
     def __init__(self, name, seed, dataset_idx, device="cpu", mode="pinn", alpha=None,
@@ -132,12 +129,15 @@ class PoissonProblem:
             self.train_b = boundary_points(self.pde.domain, n_bnd, g, device)
             self.test_x = uniform(n_int, lo, hi, g, device)
             self.test_b = boundary_points(self.pde.domain, n_bnd, g, device)
-            self.f_train, self.f_test = self.pde.f(self.train_x), self.pde.f(self.test_x)
+            self.val_x = uniform(n_int, lo, hi, g, device)
+            self.val_b = boundary_points(self.pde.domain, n_bnd, g, device)
+            self.f_train, self.f_val, self.f_test = (self.pde.f(x) for x in (self.train_x, self.val_x, self.test_x))
             self.zero_loss = self.alpha * torch.mean(self.f_train ** 2).item()
         elif mode == "supervised":
             self.train_x = uniform(N_SUPERVISED, lo, hi, g, device)
             self.test_x = uniform(N_SUPERVISED, lo, hi, g, device)
-            self.train_y, self.test_y = self.pde.u(self.train_x), self.pde.u(self.test_x)
+            self.val_x = uniform(N_SUPERVISED, lo, hi, g, device)
+            self.train_y, self.val_y, self.test_y = (self.pde.u(x) for x in (self.train_x, self.val_x, self.test_x))
             self.zero_loss = torch.mean(self.train_y ** 2).item()
         else:
             raise ValueError(f"unknown mode {mode!r}")
@@ -160,15 +160,17 @@ class PoissonProblem:
     def evaluate(self, fn) -> dict:
         if self.mode == "pinn":
             train = self.pinn_loss(fn, self.train_x, self.f_train, self.train_b, create_graph=False).item()
+            val = self.pinn_loss(fn, self.val_x, self.f_val, self.val_b, create_graph=False).item()
             test = self.pinn_loss(fn, self.test_x, self.f_test, self.test_b, create_graph=False).item()
         else:
             with torch.no_grad():
                 train = mse(fn(self.train_x), self.train_y).item()
+                val = mse(fn(self.val_x), self.val_y).item()
                 test = mse(fn(self.test_x), self.test_y).item()
         u, g, lap = derivatives(fn, self.dense_x, create_graph=False)
         u, g, lap = u.detach(), g.detach(), lap.detach()
         err = u - self.dense_u
-        return {"train_loss": train, "test_loss": test,
+        return {"train_loss": train, "val_loss": val, "test_loss": test,
                 "dense_mse": torch.mean(err ** 2).item(), "dense_max_err": err.abs().max().item(),
                 "dense_rel_l2": (err.norm() / self.dense_u.norm()).item(),
                 "h1_error": torch.mean(torch.sum((g - self.dense_grad) ** 2, dim=1)).item(),

@@ -18,10 +18,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-FAMILIES = ("mlp", "siren", "kan", "kan_pruning")
-MLP_DEPTHS, MLP_ACTIVATIONS, SIREN_DEPTHS = (2, 3, 4, 5, 6), ("tanh", "relu", "silu"), (2, 3, 4, 5, 6)
-QUICK_DEPTHS, QUICK_GRIDS = (2, 3), (3, 5, 10)
-WIDTH = 5
+from utils.config import (FAMILIES, KAN_GRIDS, KAN_WIDTH, MLP_ACTIVATIONS, MLP_DEPTHS, PRUNE_EDGE_TH, PRUNE_LAMB,
+                          PRUNE_NODE_TH, QUICK_DEPTHS, QUICK_GRIDS, SIREN_DEPTHS, WIDTH)
+
+# what the command line may change, with the protocol's defaults; each lands in a column of its family
+SETTINGS = {"width": WIDTH, "kan_width": KAN_WIDTH, "prune_lamb": PRUNE_LAMB, "prune_node_th": PRUNE_NODE_TH,
+            "prune_edge_th": PRUNE_EDGE_TH}
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Task:
     seed: int
     epochs: int
     device: str
-    config: tuple = ()          # (("depth", 3), ("activation", "tanh"))
+    config: tuple = ()          # (("width", 5), ("depth", 3), ("activation", "tanh")): the family's columns
     grids: tuple = ()           # KAN grid schedule
     options: tuple = ()         # problem options, e.g. (("mode", "pinn"), ("alpha", 0.01))
 
@@ -41,10 +43,15 @@ class Task:
 def model_key(family: str, config) -> str:
     """Where a trained model is stored: models[family][dataset_name][key].
 
-    ``config`` is a mapping with the family's configuration columns (a DataFrame row will do):
-    depth and activation; for KANs grid_size, and stage for the pruned KAN. One function for the
-    sweep that saves models and the figures that look them up.
+    ``config`` is a mapping with the family's configuration columns and ``seed`` (a DataFrame row
+    will do): depth and activation; for KANs grid_size, and stage for the pruned KAN. One function
+    for the sweep that saves models and the figures that look them up. Runs saved before several
+    seeds existed have keys without the ``_seed`` part (``legacy_model_key``).
     """
+    return f"{legacy_model_key(family, config)}_seed{config['seed']}"
+
+
+def legacy_model_key(family: str, config) -> str:
     if family == "mlp":
         return f"depth{config['depth']}_activation{config['activation']}"
     if family == "siren":
@@ -53,22 +60,31 @@ def model_key(family: str, config) -> str:
     return f"{stage}_grid{config['grid_size']}"
 
 
-def family_configs(family: str, quick: bool) -> list[tuple]:
-    depths = QUICK_DEPTHS if quick else MLP_DEPTHS
+def family_configs(family: str, quick: bool, settings=None) -> list[tuple]:
+    """The configurations a sweep trains of ``family``, each as its (column, value) pairs."""
+    s = {**SETTINGS, **(settings or {})}
     if family == "mlp":
-        return [(("depth", d), ("activation", a)) for d in depths for a in MLP_ACTIVATIONS]
+        return [(("width", s["width"]), ("depth", d), ("activation", a))
+                for d in (QUICK_DEPTHS if quick else MLP_DEPTHS) for a in MLP_ACTIVATIONS]
     if family == "siren":
-        return [(("depth", d),) for d in (QUICK_DEPTHS if quick else SIREN_DEPTHS)]
-    return [()]
+        return [(("width", s["width"]), ("depth", d)) for d in (QUICK_DEPTHS if quick else SIREN_DEPTHS)]
+    if family == "kan":
+        return [(("width", s["kan_width"]),)]
+    return [(("width", s["kan_width"]), ("prune_lamb", s["prune_lamb"]), ("prune_node_th", s["prune_node_th"]),
+             ("prune_edge_th", s["prune_edge_th"]))]
 
 
-def build_tasks(section, datasets, families, seed, epochs, device, quick=False, options=()):
-    """``datasets``: (dataset_idx, name) pairs. Tasks come in a fixed order: dataset, family, config."""
-    from utils.training import KAN_GRIDS
+def build_tasks(section, datasets, families, seeds, epochs, device, quick=False, options=(), settings=None):
+    """``datasets``: (dataset_idx, name) pairs; ``seeds``: a seed or a list of them.
+
+    Tasks come in a fixed order: dataset, family, configuration, seed.
+    """
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     grids = QUICK_GRIDS if quick else KAN_GRIDS
     return [Task(section, fam, idx, name, seed, epochs, device, cfg,
                  grids if fam.startswith("kan") else (), tuple(options))
-            for idx, name in datasets for fam in families for cfg in family_configs(fam, quick)]
+            for idx, name in datasets for fam in families for cfg in family_configs(fam, quick, settings)
+            for seed in seeds]
 
 
 def make_problem(task: Task):
@@ -95,17 +111,21 @@ def run_task(task: Task) -> dict:
             **({"mode": mode} if mode else {}), **dict(task.config)}
     rec = Recorder(problem, base)
     snapshots = {}
+    cfg = dict(task.config)
     if task.family in ("mlp", "siren"):
-        cfg = dict(task.config)
-        model = (MLP(problem.n_in, WIDTH, cfg["depth"], cfg["activation"]) if task.family == "mlp"
-                 else SIREN(problem.n_in, WIDTH, cfg["depth"])).to(task.device)
+        model = (MLP(problem.n_in, cfg["width"], cfg["depth"], cfg["activation"]) if task.family == "mlp"
+                 else SIREN(problem.n_in, cfg["width"], cfg["depth"])).to(task.device)
         train_net(model, problem, task.epochs, rec)
-        snapshots[model_key(task.family, cfg)] = model_spec(model)
+        snapshots[model_key(task.family, {**cfg, "seed": task.seed})] = model_spec(model)
     else:
-        train = train_kan if task.family == "kan" else train_kan_pruned
         snap = lambda model, stage: snapshots.__setitem__(
-            model_key(task.family, {"stage": stage, "grid_size": model.grid}), model_spec(model))
-        train(problem, task.epochs, rec, seed=task.seed, device=task.device, grids=task.grids, snapshot=snap)
+            model_key(task.family, {"stage": stage, "grid_size": model.grid, "seed": task.seed}), model_spec(model))
+        kw = dict(seed=task.seed, device=task.device, grids=task.grids, snapshot=snap, width=cfg["width"])
+        if task.family == "kan":
+            train_kan(problem, task.epochs, rec, **kw)
+        else:
+            train_kan_pruned(problem, task.epochs, rec, lamb=cfg["prune_lamb"], node_th=cfg["prune_node_th"],
+                             edge_th=cfg["prune_edge_th"], **kw)
     return {"family": task.family, "dataset_name": task.dataset_name, "rows": rec.rows,
             "models": {k: {"__model__": v} for k, v in snapshots.items()}}
 

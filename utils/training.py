@@ -17,16 +17,10 @@ import time
 import torch
 
 from utils import kan_fast, kan_numba
+from utils.config import (GRID_UPDATE_EVERY, GRID_UPDATE_UNTIL, KAN_GRIDS, KAN_WIDTH, LBFGS_OPTIONS, PRUNE_EDGE_TH,
+                          PRUNE_LAMB, PRUNE_NODE_TH, PRUNE_REG)
 from utils.lbfgs import LBFGS, ParamVector
 from utils.models import count_params, make_kan
-
-KAN_WIDTH_HIDDEN = 5
-KAN_GRIDS = (3, 5, 10, 20, 50, 100)
-PRUNE_LAMB, PRUNE_NODE_TH, PRUNE_EDGE_TH = 1e-2, 1e-2, 3e-2
-# pykan fit(): update_grid every 5 steps during the first 50 steps of each fit() call
-GRID_UPDATE_EVERY, GRID_UPDATE_UNTIL = 5, 50
-# pykan's fit(): torch.optim.LBFGS(lr=1, history_size=10, line_search_fn="strong_wolfe", tolerances 1e-32)
-LBFGS_OPTIONS = dict(lr=1.0, max_iter=20, history_size=10, tolerance_grad=1e-32, tolerance_change=1e-32)
 
 
 class AutogradObjective(ParamVector):
@@ -184,12 +178,13 @@ def _no_snapshot(model, tag):
     pass
 
 
-def train_kan(problem, epochs, recorder: Recorder, seed=0, device="cpu", grids=KAN_GRIDS, snapshot=_no_snapshot):
-    """pykan KAN [n_in, 5, 1]; grid extension through ``grids``, training continuing at each grid.
+def train_kan(problem, epochs, recorder: Recorder, seed=0, device="cpu", grids=KAN_GRIDS, snapshot=_no_snapshot,
+              width=KAN_WIDTH):
+    """pykan KAN [n_in, width, 1]; grid extension through ``grids``, training continuing at each grid.
 
     ``snapshot(model, tag)`` is called at the end of every grid stage.
     """
-    model = make_kan([problem.n_in, KAN_WIDTH_HIDDEN, 1], grids[0], seed=seed, device=device)
+    model = make_kan([problem.n_in, width, 1], grids[0], seed=seed, device=device)
     return _grid_schedule(model, problem, split_budget(epochs, len(grids)), grids, recorder,
                           lambda m: snapshot(m, "kan"))
 
@@ -209,39 +204,38 @@ def _grid_schedule(model, problem, stage_steps, grids, recorder, snapshot, **col
     return model
 
 
-def prune(model, x):
-    """pykan's ``prune()`` (nodes, then edges) without its checkpoint logging, which writes files."""
+def prune(model, x, node_th=PRUNE_NODE_TH, edge_th=PRUNE_EDGE_TH):
+    """pykan's ``prune(node_th, edge_th)`` (nodes, then edges) without its checkpoint logging, which writes files."""
     model.get_act(x)
     with torch.random.fork_rng(devices=[]):
-        model = _quiet(model.prune_node(PRUNE_NODE_TH, log_history=False))
+        model = _quiet(model.prune_node(node_th, log_history=False))
     model.forward(model.cache_data)
     model.attribute()
-    model.prune_edge(PRUNE_EDGE_TH, log_history=False)
+    model.prune_edge(edge_th, log_history=False)
     return model
 
 
 def train_kan_pruned(problem, epochs, recorder: Recorder, seed=0, device="cpu", grids=KAN_GRIDS,
-                     snapshot=_no_snapshot):
-    """The KAN paper's protocol: sparsify (lamb=1e-2), prune, retrain the pruned net with grid extension.
+                     snapshot=_no_snapshot, width=KAN_WIDTH, lamb=PRUNE_LAMB, node_th=PRUNE_NODE_TH,
+                     edge_th=PRUNE_EDGE_TH):
+    """The KAN paper's protocol: sparsify, prune, retrain the pruned net with grid extension.
 
-    The sparsify stage uses pykan's own forward, since its regularizer needs the activations
-    pykan records; it is one stage of the budget, the retrain stages at each grid are the rest.
-    The paper's lamb is calibrated for targets of order one, so in that stage the loss is measured
-    relative to the zero model's loss: otherwise a target of amplitude 158 (poisson_1d_highfreq)
-    makes the penalty negligible and nothing is pruned.
+    The sparsify stage's objective is exactly pykan's ``fit(lamb=lamb)``: the raw loss plus lamb
+    times pykan's regularizer (l1 + entropy of the spline activations' scales). It uses pykan's own
+    forward, since the regularizer reads the activations pykan records; it is one stage of the
+    budget, the retrain stages at each grid are the rest.
     """
-    model = make_kan([problem.n_in, KAN_WIDTH_HIDDEN, 1], grids[0], seed=seed, device=device)
+    model = make_kan([problem.n_in, width, 1], grids[0], seed=seed, device=device)
     stages = split_budget(epochs, len(grids) + 1)
 
     def sparsify_loss():  # the regularizer reads the activations of the loss's last pykan forward
-        return (problem.loss(model) / problem.zero_loss
-                + PRUNE_LAMB * model.get_reg("edge_forward_spline_n", 1.0, 2.0, 0.0, 0.0))
+        return problem.loss(model) + lamb * model.get_reg(*PRUNE_REG)
 
     ok = _train_kan_stage(model, problem, stages[0], recorder, loss_fn=sparsify_loss,
                           stage="sparsify", is_pruned=False)
     snapshot(model, "sparsify")
     if not ok or len(stages) == 1:
         return model
-    model = prune(model, problem.train_x)
+    model = prune(model, problem.train_x, node_th, edge_th)
     return _grid_schedule(model, problem, stages[1:], grids, recorder, lambda m: snapshot(m, "retrain"),
                           stage="retrain", is_pruned=True)

@@ -5,7 +5,8 @@ Error panels of one problem share one colour scale, so families compare at a gla
 import matplotlib.pyplot as plt
 import torch
 
-from utils.pde import PROBLEMS, dense_grid
+from utils.datasets import dense_grid
+from utils.pde import PROBLEMS
 from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, saved_model, save)
 
 

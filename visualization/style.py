@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from utils.summary import best_per_dataset, config_columns, config_label, stage_ends  # noqa: E402
-from utils.sweep import model_key  # noqa: E402
+from utils.sweep import legacy_model_key, model_key  # noqa: E402
 
 FAMILY_ORDER = ("mlp", "siren", "kan", "kan_pruning")
 COLORS = {"mlp": "#1f77b4", "siren": "#2ca02c", "kan": "#d62728", "kan_pruning": "#ff7f0e"}
@@ -79,7 +79,10 @@ def saved_model(models, family, dataset, row):
     """The trained model of the configuration ``row``, or None if the run did not save it."""
     if row is None:
         return None
-    return (models or {}).get(family, {}).get(dataset, {}).get(model_key(family, row))
+    saved = (models or {}).get(family, {}).get(dataset, {})
+    if "seed" in row.index and model_key(family, row) in saved:
+        return saved[model_key(family, row)]
+    return saved.get(legacy_model_key(family, row))  # a run saved before keys named the seed
 
 
 def short_label(family, row) -> str:
