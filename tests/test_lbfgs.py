@@ -12,7 +12,7 @@ import torch
 from kan import LBFGS as KanLBFGS
 
 from utils.config import LBFGS_OPTIONS
-from utils.lbfgs import LBFGS
+from utils.lbfgs import BatchedLBFGS
 
 PYKAN_FIT = dict(lr=1, history_size=10, line_search_fn="strong_wolfe", tolerance_grad=1e-32,
                  tolerance_change=1e-32, tolerance_ys=1e-32)  # kan.MultKAN.fit, pykan 0.2.8
@@ -55,13 +55,17 @@ def teacher_student(seed=0, perturbation=1e-4):
     return loss, teacher + perturbation * torch.randn(320, generator=g)
 
 
-def with_grad(f):
-    """The optimizer's objective: a float64 NumPy vector in, (loss, gradient vector) out."""
-    def fun(x):
-        x = torch.from_numpy(x).requires_grad_(True)
-        loss = f(x)
-        (g,) = torch.autograd.grad(loss, x)
-        return loss.item(), g.numpy()
+def batched(fs):
+    """The ensemble objective of independent members: member b's loss is fs[b] of its own row."""
+    def fun(X, idx):
+        losses, grads = [], []
+        for row, b in zip(X, idx.tolist()):
+            row = row.detach().clone().requires_grad_(True)
+            loss = fs[b](row)
+            (g,) = torch.autograd.grad(loss, row)
+            losses.append(loss.detach())
+            grads.append(g)
+        return torch.stack(losses), torch.stack(grads)
     return fun
 
 
@@ -88,16 +92,17 @@ def reference(f, x0, steps, optimizer=KanLBFGS, **options):
     return out
 
 
-def ours(f, x0, steps):
-    opt, x = LBFGS(**LBFGS_OPTIONS), x0.numpy().copy()
+def ours(fs, x0, steps):
+    """Our iterates, a list per step of (members, P) arrays; fs and x0 (members, P) give each member."""
+    opt, x = BatchedLBFGS(len(fs), x0.shape[1], **LBFGS_OPTIONS), x0
     out = []
     for _ in range(steps):
-        x = opt.step(with_grad(f), x)
-        out.append(x)
+        x = opt.step(batched(fs), x)
+        out.append(x.numpy())
     return out
 
 
-def assert_follows_pykan(f, x0, steps):
+def assert_follows_pykan(f, x0, steps, iterates=None):
     """Our iterates equal kan.LBFGS's to rounding, step by step.
 
     "To rounding" is measured, not assumed: kan.LBFGS is also run from x0 moved by 1e-15 (relative),
@@ -108,7 +113,8 @@ def assert_follows_pykan(f, x0, steps):
     g = torch.Generator().manual_seed(1)
     moved = x0 * (1 + 1e-15 * torch.randn(x0.shape, generator=g, dtype=x0.dtype))
     ref, ref_moved = reference(f, x0, steps, **PYKAN_FIT), reference(f, moved, steps, **PYKAN_FIT)
-    for i, (x, p, q) in enumerate(zip(ours(f, x0, steps), ref, ref_moved)):
+    iterates = iterates if iterates is not None else [x[0] for x in ours([f], x0[None], steps)]
+    for i, (x, p, q) in enumerate(zip(iterates, ref, ref_moved)):
         assert rel(x, p) <= max(1e-10, 10 * rel(q, p)), f"step {i}: {rel(x, p):.1e} from kan.LBFGS (rounding: {rel(q, p):.1e})"
     return ref
 
@@ -155,8 +161,8 @@ def test_kan_iterates_equal_fit_optimizer():
 
 
 def test_converged_start_returns_x_unchanged():
-    x = np.ones(5)
-    assert LBFGS(**LBFGS_OPTIONS).step(with_grad(rosenbrock), x) is x
+    x = torch.ones(1, 5)
+    assert torch.equal(BatchedLBFGS(1, 5, **LBFGS_OPTIONS).step(batched([rosenbrock]), x), x)
 
 
 def test_nan_objective_ends_the_step_like_pykan():
@@ -164,6 +170,29 @@ def test_nan_objective_ends_the_step_like_pykan():
     nan_loss = lambda x: x.sum() * float("nan")  # noqa: E731
     calls = []
     reference(lambda x: (calls.append("pykan"), nan_loss(x))[1], torch.zeros(3), 1, **PYKAN_FIT)
-    fun = with_grad(nan_loss)
-    LBFGS(**LBFGS_OPTIONS).step(lambda x: (calls.append("ours"), fun(x))[1], np.zeros(3))
+    BatchedLBFGS(1, 3, **LBFGS_OPTIONS).step(batched([lambda x: (calls.append("ours"), nan_loss(x))[1]]),
+                                             torch.zeros(1, 3))
     assert 0 < calls.count("ours") == calls.count("pykan") <= 30
+
+
+def mlp_target(freq):
+    return lambda x: (mlp(x) - torch.sin(freq * T[:, 0])).pow(2).mean()
+
+
+def test_members_take_their_own_steps():
+    """Five members (different problems, starts and convergence speeds) stepped together: each follows
+    kan.LBFGS run on it alone, and a member that diverges to NaN disturbs no other member's bits."""
+    g = torch.Generator().manual_seed(3)
+    fs = [mlp_target(2), mlp_target(6), lambda x: rosenbrock(x[:12]) + x[12:].pow(2).sum(), teacher_student()[0],
+          lambda x: mlp_fit(x) * torch.where(x[0] == 9.0, 1.0, float("nan"))]
+    x0 = torch.randn(5, 320, generator=g) * 0.5
+    x0[3] = teacher_student()[1]
+    x0[4, 0] = 9.0  # this member's loss turns NaN as soon as its first parameter moves
+    steps = 3
+    together = ours(fs, x0, steps)
+    for b in range(4):
+        assert_follows_pykan(fs[b], x0[b], steps, [x[b] for x in together])
+    assert np.isnan(together[-1][4]).any()  # the NaN member did diverge ...
+    healthy = ours(fs[:4], x0[:4], steps)  # ... and the others' iterates are the same bits without it
+    for i in range(steps):
+        assert np.array_equal(together[i][:4], healthy[i])

@@ -1,4 +1,4 @@
-"""A pykan KAN's regression loss and its gradient, compiled (numba), for training on the CPU.
+"""pykan KANs' regression loss and its gradient, compiled (numba), for training on the CPU.
 
 Why: a [1,5,1] KAN on 1000 points is about 20,000 multiply-adds per evaluation, and LBFGS
 evaluates it about 22 times per step. In torch that is about 100 tensor operations at 4-10 us
@@ -8,17 +8,18 @@ whole computation is one compiled loop over the points, each running its own for
 backward and adding to the parameter gradients:
 
 - the first layer's inputs are the data, so its knot intervals and 4 nonzero B-spline bases per
-  point are computed once (``kan_fast.local_basis``);
+  point are computed once (``kan_stack.local_bases``);
 - in later layers each input finds its knot interval by walking from the previous point's
   (points are sorted by their first coordinate, so the walk is short) and evaluates its bases
   with the Cox-de Boor triangle.
 
 Everything is float64. Only cubic splines (pykan's default, and this pipeline's) are compiled;
-``supports(model)`` says whether a model qualifies.
+``supports(stacked)`` says whether a ``kan_stack.StackedKAN`` qualifies.
 
-``MSEObjective(model, x, y)`` is what the optimizer sees: ``fun(theta) -> (loss, grad)`` over
-``kan_fast.trainable_params(model)`` flattened (a ``lbfgs.ParamVector``: ``x0()``, ``set``).
-It copies the model's grids, masks and affine maps when built: build a new one after a grid
+``StackedMSE(stacked, x, y)`` is what the optimizer sees for an ensemble of KANs: the members run
+one after another through the kernel (measured: faster on a CPU core than the batched torch
+forward and autograd of ``kan_stack``, which is what other devices and the PDE losses use).
+It copies the members' grids, masks and affine maps when built: build a new one after a grid
 update.
 """
 from __future__ import annotations
@@ -29,16 +30,14 @@ import numba
 import numpy as np
 import torch
 
-from utils.kan_fast import (PARAM_NAMES, check_fast_path, local_basis, model_input, node_affine, padded_knots,
-                            trainable_params)
-from utils.lbfgs import ParamVector
+from utils.kan_stack import PARAM_NAMES, local_bases, padded_knots
 
 
 @numba.njit(cache=True, inline="always")
 def _cubic_bases(x, l, i, knots, m, N, dN):
     """N[l, i, :], dN[l, i, :]: the 4 nonzero cubic bases at x in interval m, and their x-derivatives.
 
-    The Cox-de Boor triangle of ``kan_fast.local_basis`` for k = 3, unrolled into scalars: with
+    The Cox-de Boor triangle of ``kan_stack.local_bases`` for k = 3, unrolled into scalars: with
     loops over small arrays it ran 5-10x slower (memory round trips between the levels).
     (Inlined, and indices rather than views: a call that passes arrays costs reference counting.)
     """
@@ -147,66 +146,83 @@ def _views(flat, shapes):
     return out
 
 
-def supports(model) -> bool:
-    return all(layer.k == 3 for layer in model.act_fun)
+def supports(stacked) -> bool:
+    return stacked.k == 3
 
 
 def _numpy(t):
     return t.detach().double().cpu().numpy()
 
 
-class MSEObjective(ParamVector):
-    """mean((model(x) - y)^2) and its gradient over the flat trainable parameters, on the CPU."""
+class _Member:
+    """One member's arrays for the kernel: its data (sorted), the first layer's bases, grids, masks, maps.
 
-    def __init__(self, model, x, y):
-        check_fast_path(model)
-        if x.device.type != "cpu":
-            raise ValueError("kan_numba.MSEObjective runs on the CPU; use autograd on other devices")
-        if not supports(model):
-            raise ValueError("kan_numba.MSEObjective: cubic splines only (pykan's default k=3)")
-        super().__init__(trainable_params(model))
-        x = model_input(model, x).detach()
+    Every layer's arrays are padded to the widest layer; the parameters live in one buffer (and
+    their gradients in another) with G+3 coefficients and 3 zeros on each side of them, so every
+    interval sums 4 bases.
+    """
+
+    def __init__(self, stacked, b, x, y):
         order = torch.argsort(x[:, 0])  # the loss is a mean: the order is free, sorted walks are short
-        x, self.y = x[order], _numpy(y[order])
-        layers = list(model.act_fun)
-        # the first layer's inputs are the data: intervals, bases and silu once
-        N0, first = local_basis(x, layers[0].grid, 3)                     # (in, 4, batch), (in, batch)
-        self.M0, self.N0 = first.T.numpy().copy(), _numpy(N0.permute(2, 0, 1)).copy()
+        x, self.y = x[order].detach(), _numpy(y[order])
+        L = len(stacked.width) - 1
+        (N0,), first = local_bases(x.t().contiguous(), stacked.grids[0][b], 3)   # (in, 4, batch), (in, batch)
+        self.M0, self.N0 = first.T.cpu().numpy().copy(), _numpy(N0.permute(2, 0, 1)).copy()
         self.silu0 = _numpy(torch.nn.functional.silu(x))
-        # every layer's arrays, padded to the widest layer
-        self.widths = np.array([layers[0].mask.shape[0]] + [layer.mask.shape[1] for layer in layers])
-        self.n_grid = np.array([layer.grid.shape[1] for layer in layers])
-        n, w, n_grid = len(layers), self.widths.max(), self.n_grid.max()
-        self.grids, self.knots = np.zeros((n, w, n_grid)), np.zeros((n, w, n_grid + 6))
-        # every layer's coef, scale_base, scale_sp in one buffer (and their gradients in another);
-        # G+3 coefficients with 3 zeros on each side
-        shapes = {name: (n, w, w) + ((n_grid + 2,) if name == "coef" else ()) for name in PARAM_NAMES}
+        self.widths = np.array(stacked.width)
+        self.n_grid = np.array([g.shape[2] for g in stacked.grids])
+        w, n_grid = self.widths.max(), self.n_grid.max()
+        self.grids, self.knots = np.zeros((L, w, n_grid)), np.zeros((L, w, n_grid + 6))
+        self.mask, self.a, self.b = np.zeros((L, w, w)), np.zeros((L, w)), np.zeros((L, w))
+        for l in range(L):
+            n_in, n_out = stacked.width[l], stacked.width[l + 1]
+            grid = stacked.grids[l][b]
+            self.grids[l, :n_in, :grid.shape[1]] = _numpy(grid)
+            self.knots[l, :n_in, :grid.shape[1] + 6] = _numpy(padded_knots(grid, 3))
+            self.mask[l, :n_in, :n_out] = _numpy(stacked.masks[l][b])
+            self.a[l, :n_out], self.b[l, :n_out] = (_numpy(v[b]) for v in stacked.affine[l])
+
+
+class StackedMSE:
+    """mean((model(x) - y)^2) and its gradient for members of a ``StackedKAN``, compiled, on the CPU.
+
+    ``fun(X, idx)`` is the optimizer's objective (``lbfgs.BatchedLBFGS``): member idx[i]'s loss and
+    gradient at the parameter row X[i]. It copies the members' grids, masks and maps when built:
+    build a new one after a grid update or refinement.
+    """
+
+    def __init__(self, stacked, x, y):
+        if x.device.type != "cpu":
+            raise ValueError("kan_numba.StackedMSE runs on the CPU; use autograd on other devices")
+        if not supports(stacked):
+            raise ValueError("kan_numba.StackedMSE: cubic splines only (pykan's default k=3)")
+        self.members = [_Member(stacked, b, x[b], y[b]) for b in range(stacked.n_members)]
+        L, G = len(stacked.width) - 1, stacked.grid_size
+        w, n_grid = max(stacked.width), max(g.shape[2] for g in stacked.grids)
+        shapes = {name: (L, w, w) + ((n_grid + 2,) if name == "coef" else ()) for name in PARAM_NAMES}
         self.buf = np.zeros(sum(map(math.prod, shapes.values())))
         self.values = dict(zip(PARAM_NAMES, _views(self.buf, shapes.values())))
-        self.mask, self.a, self.b = np.zeros((n, w, w)), np.zeros((n, w)), np.zeros((n, w))
-        where = dict(zip(PARAM_NAMES, _views(np.arange(len(self.buf)), shapes.values())))
-        trainable = []  # positions in buf of the optimizer's vector
-        for l, layer in enumerate(layers):
-            n_in, n_out = layer.mask.shape
-            grid = _numpy(layer.grid)
-            self.grids[l, :n_in, :grid.shape[1]] = grid
-            self.knots[l, :n_in, :grid.shape[1] + 6] = _numpy(padded_knots(layer.grid, 3))
-            self.mask[l, :n_in, :n_out] = _numpy(layer.mask)
-            self.a[l, :n_out], self.b[l, :n_out] = (_numpy(v) for v in node_affine(model, l))
-            for name in PARAM_NAMES:
-                p = getattr(layer, name)
-                index = (l, slice(0, n_in), slice(0, n_out)) + ((slice(3, 3 + p.shape[2]),) if name == "coef" else ())
-                self.values[name][index] = _numpy(p)
-                if p.requires_grad:
-                    trainable.append(where[name][index].ravel())
-        self.trainable = np.concatenate(trainable)
         self.gbuf = np.zeros_like(self.buf)
         self.grads = dict(zip(PARAM_NAMES, _views(self.gbuf, shapes.values())))
+        where = dict(zip(PARAM_NAMES, _views(np.arange(len(self.buf)), shapes.values())))
+        trainable = []  # positions in buf of the row layout of X (kan_stack: coef, scale_base, scale_sp per layer)
+        for l in range(L):
+            n_in, n_out = stacked.width[l], stacked.width[l + 1]
+            for name in PARAM_NAMES:
+                index = (l, slice(0, n_in), slice(0, n_out)) + ((slice(3, 3 + G + 3),) if name == "coef" else ())
+                trainable.append(where[name][index].ravel())
+        self.trainable = np.concatenate(trainable)
 
-    def __call__(self, theta):
-        self.buf[self.trainable] = theta
+    def __call__(self, X, idx):
+        rows = X.detach().to(torch.float64).cpu().numpy()
+        losses, grads = np.zeros(len(rows)), np.zeros(rows.shape)
         v, g = self.values, self.grads
-        loss = _mse_and_grad(self.y, self.M0, self.N0, self.silu0, self.widths, self.n_grid, self.grids,
-                             self.knots, v["coef"], v["scale_base"], v["scale_sp"], self.mask, self.a, self.b,
-                             g["coef"], g["scale_base"], g["scale_sp"])
-        return loss, self.gbuf[self.trainable]
+        n = len(self.trainable)
+        for i, b in enumerate(idx.tolist()):
+            m = self.members[b]
+            self.buf[self.trainable] = rows[i, :n]
+            losses[i] = _mse_and_grad(m.y, m.M0, m.N0, m.silu0, m.widths, m.n_grid, m.grids, m.knots, v["coef"],
+                                      v["scale_base"], v["scale_sp"], m.mask, m.a, m.b, g["coef"], g["scale_base"],
+                                      g["scale_sp"])
+            grads[i, :n] = self.gbuf[self.trainable]
+        return torch.from_numpy(losses), torch.from_numpy(grads)

@@ -1,227 +1,362 @@
-"""L-BFGS with a strong-Wolfe line search, over one flat parameter vector.
+"""pykan's L-BFGS (``kan.LBFGS`` as ``fit()`` configures it) for many independent models at once.
 
-The algorithm, constants and stopping rules of ``torch.optim.LBFGS`` with
-``line_search_fn="strong_wolfe"`` (pykan's optimizer, and every family's here), so iterates agree
-with it to rounding (tested in float64). What differs is the cost of the bookkeeping, which for
-these models exceeded the cost of evaluating them (about 0.2-0.4 ms per evaluation, measured):
+Every model here is tiny, so a sweep only uses a GPU (or even a CPU core) well when its models are
+evaluated together. Each model of an ensemble (a *member*) keeps its own optimizer state and
+takes exactly the steps it would take alone:
 
-- the objective is a function ``fun(x) -> (loss, flat gradient)`` of a flat float64 NumPy
-  vector, so a line-search trial is ``x + t d``, not a clone, an update and a restore of every
-  parameter tensor; ``ParamVector`` maps parameter tensors (any dtype and device) to and from it;
-- scalars (losses, slopes, step lengths) are Python floats, not 0-d tensors;
-- the two-loop recursion runs on the inner products of the history (``[S; Y] g`` and the Gram
-  matrix, kept up to date as pairs arrive): two matrix-vector products per iteration instead of
-  4 x history dot products and axpys, and a compiled loop over the small Gram matrix. Its
-  direction differs from the vector recursion by rounding only.
+- the control flow of ``kan.LBFGS.step`` and its strong-Wolfe line search runs per member on
+  Python scalars (``_member_step``, a generator: it yields what it needs next, a gradient
+  evaluation at a trial step or a new search direction, and receives a few scalars back), with
+  pykan's constants: ``tolerance_ys`` for the curvature pairs, ``max_ls=25`` per line search,
+  the first step scaled by 1/|g|_1;
+- the vectors (parameters, gradients, directions, curvature history) are rows of tensors on the
+  data's device, and every request of one kind is served for all members that made it with one
+  batched operation; in particular one batched evaluation serves every member's next trial point.
+  A tick costs one objective evaluation and at most two transfers of a few scalars per member.
 
-The vectors are float64 also for float32 models: the model sees the rounded parameters, which
-changed no result measurably (100 steps of SIREN and MLP on five datasets: the same spread of
-final errors as with torch's float32 LBFGS, better or worse by dataset).
+Members advance in lockstep but never share state: the two-loop recursion runs over each member's
+own history (stored oldest first, a member with fewer pairs has empty leading slots that
+contribute exactly nothing), so a member's iterates equal those of the same model alone to
+rounding (tested against ``kan.LBFGS`` itself). A member whose loss turns NaN just runs its own
+course with NaN scalars, as pykan's would, and the others are not affected: no operation mixes
+rows. Vectors are float64 whatever the models' dtype.
 """
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
 import torch
 
+EVAL, DIRECTION, ACCEPT, SET_T = range(4)  # what a member asks for next
 
-def _cubic_min(x1, f1, g1, x2, f2, g2, bounds=None):
-    """Minimizer of the cubic through two points with their slopes, clipped to ``bounds``."""
-    lo, hi = bounds if bounds is not None else (min(x1, x2), max(x1, x2))
+
+def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
+    """kan.LBFGS's minimizer of the cubic through two points with their slopes, clipped to ``bounds``."""
+    lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
-    disc = d1 * d1 - g1 * g2
-    if not disc >= 0:  # also when NaN
-        return (lo + hi) / 2.0
-    d2 = math.sqrt(disc)
-    if x1 <= x2:
-        t = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
-    else:
-        t = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
-    return min(max(t, lo), hi)
+    d2_square = d1 ** 2 - g1 * g2
+    if d2_square >= 0:
+        d2 = d2_square ** 0.5
+        if x1 <= x2:
+            min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        else:
+            min_pos = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+        return min(max(min_pos, lo), hi)
+    return (lo + hi) / 2.0
 
 
-def _strong_wolfe(fun, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, tolerance_change=1e-9):
-    """Step length t along d satisfying the strong Wolfe conditions: (f, g, t, evaluations)."""
-    d_norm = np.abs(d).max()
+def _strong_wolfe(t, f, gtd, gmax, d_norm, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
+    """kan.LBFGS's ``_strong_wolfe`` on scalars: a generator that yields ``(EVAL, t, slot)``.
 
-    def trial(t):
-        f_t, g_t = fun(x + t * d)
-        return f_t, g_t, float(g_t @ d)
-
-    f_new, g_new, gtd_new = trial(t)
+    The driver evaluates the member at x + t d, stores the gradient in the member's ``slot`` and
+    sends back (f, g.d, max|g|). Gradients are referred to by slot (-1: the start point's, whose
+    loss, slope and max|g| are f, gtd, gmax); the result is (f, max|g|, t, evaluations, slot of
+    the chosen point's gradient).
+    """
+    slot = 0
+    f_new, gtd_new, gmax_new = yield (EVAL, t, slot)
     evals, ls_iter = 1, 0
-    t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
+    # bracket entries: [t, f, gtd, max|g|, gradient slot]
+    start = [0.0, f, gtd, gmax, -1]
+    prev = start
+    new = [t, f_new, gtd_new, gmax_new, slot]
     done = False
-    # bracketing: grow t until an interval must contain a Wolfe point
     while ls_iter < max_ls:
-        if f_new > f + c1 * t * gtd or (ls_iter > 1 and f_new >= f_prev):
-            br = [[t_prev, f_prev, g_prev, gtd_prev], [t, f_new, g_new, gtd_new]]
+        if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= prev[1]):
+            bracket = [prev, new]
             break
         if abs(gtd_new) <= -c2 * gtd:
-            br, done = [[t, f_new, g_new, gtd_new]], True
+            bracket, done = [new], True
             break
         if gtd_new >= 0:
-            br = [[t_prev, f_prev, g_prev, gtd_prev], [t, f_new, g_new, gtd_new]]
+            bracket = [prev, new]
             break
-        t_next = _cubic_min(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(t + 0.01 * (t - t_prev), t * 10))
-        t_prev, f_prev, g_prev, gtd_prev = t, f_new, g_new, gtd_new
-        t = t_next
-        f_new, g_new, gtd_new = trial(t)
+        t_next = _cubic_interpolate(prev[0], prev[1], prev[2], t, f_new, gtd_new,
+                                    bounds=(t + 0.01 * (t - prev[0]), t * 10))
+        prev, t = new, t_next
+        slot += 1
+        f_new, gtd_new, gmax_new = yield (EVAL, t, slot)
+        new = [t, f_new, gtd_new, gmax_new, slot]
         evals += 1
         ls_iter += 1
     if ls_iter == max_ls:
-        br = [[0.0, f, g, None], [t, f_new, g_new, None]]
-    # zoom: shrink the bracket until its low end satisfies the conditions
-    insufficient = False
-    low, high = (0, 1) if br[0][1] <= br[-1][1] else (1, 0)
+        bracket = [start, new]
+    insuf_progress = False
+    low, high = (0, 1) if bracket[0][1] <= bracket[-1][1] else (1, 0)
     while not done and ls_iter < max_ls:
-        a, b = br[0][0], br[1][0]
+        a, b = bracket[0][0], bracket[1][0]
         if abs(b - a) * d_norm < tolerance_change:
             break
-        t = _cubic_min(a, br[0][1], br[0][3], b, br[1][1], br[1][3])
-        lo, hi = min(a, b), max(a, b)
+        t = _cubic_interpolate(a, bracket[0][1], bracket[0][2], b, bracket[1][1], bracket[1][2])
+        hi, lo = max(a, b), min(a, b)
         eps = 0.1 * (hi - lo)
-        if min(hi - t, t - lo) < eps:  # too close to an end: move 10% inside unless progress was good
-            if insufficient or t >= hi or t <= lo:
+        if min(hi - t, t - lo) < eps:
+            if insuf_progress or t >= hi or t <= lo:
                 t = hi - eps if abs(t - hi) < abs(t - lo) else lo + eps
-                insufficient = False
+                insuf_progress = False
             else:
-                insufficient = True
+                insuf_progress = True
         else:
-            insufficient = False
-        f_new, g_new, gtd_new = trial(t)
+            insuf_progress = False
+        slot += 1
+        f_new, gtd_new, gmax_new = yield (EVAL, t, slot)
+        new = [t, f_new, gtd_new, gmax_new, slot]
         evals += 1
         ls_iter += 1
-        if f_new > f + c1 * t * gtd or f_new >= br[low][1]:
-            br[high] = [t, f_new, g_new, gtd_new]
-            low, high = (0, 1) if br[0][1] <= br[1][1] else (1, 0)
+        if f_new > (f + c1 * t * gtd) or f_new >= bracket[low][1]:
+            bracket[high] = new
+            low, high = (0, 1) if bracket[0][1] <= bracket[1][1] else (1, 0)
         else:
             if abs(gtd_new) <= -c2 * gtd:
                 done = True
-            elif gtd_new * (br[high][0] - br[low][0]) >= 0:
-                br[high] = br[low]
-            br[low] = [t, f_new, g_new, gtd_new]
-    t, f_new, g_new, _ = br[low]
-    return f_new, g_new, t, evals
+            elif gtd_new * (bracket[high][0] - bracket[low][0]) >= 0:
+                bracket[high] = bracket[low]
+            bracket[low] = new
+    t, f_new, _, gmax_new, slot = bracket[0] if len(bracket) == 1 else bracket[low]
+    return f_new, gmax_new, t, evals, slot
 
 
 @numba.njit(cache=True)
-def _two_loop_coefficients(order, rho, gram, Pg, gamma, m):
-    """c such that -H g = -gamma g + [S; Y]^T c, from Pg = [S; Y] g and the Gram matrix of [S; Y].
+def _directions_cpu(idx, first, g, prev_g, d, t, S, Y, rho, H, tolerance_ys, out):
+    """``BatchedLBFGS._directions`` compiled, member by member, for CPU tensors (their NumPy views).
 
-    torch's two-loop recursion on vectors, q = -g - sum al_j y_j and r = gamma q + sum c_j s_j,
-    rewritten on their inner products with the stored s_i and y_i.
+    On a CPU the batched torch version costs about 60 small tensor operations per call, more than
+    the models' evaluations; here it is a loop over the members' own vectors, with the same
+    arithmetic as kan.LBFGS: the pair (y, s) is kept when y.s > tolerance_ys (history oldest first,
+    empty slots have rho = 0), then the two-loop recursion.
     """
-    c = np.zeros(2 * m)
+    m, P = S.shape[1], S.shape[2]
     al = np.zeros(m)
-    for n in range(len(order) - 1, -1, -1):     # al_i = rho_i s_i.q over the newer pairs
-        i = order[n]
-        sq = -Pg[i]
-        for j in order[n + 1:]:
-            sq -= al[j] * gram[i, m + j]
-        al[i] = rho[i] * sq
-    for n in range(len(order)):                 # be_i = rho_i y_i.r over the older pairs
-        i = order[n]
-        yq = -Pg[m + i]
-        for j in order:
-            yq -= al[j] * gram[m + i, m + j]
-        yr = gamma * yq
-        for j in order[:n]:
-            yr += c[j] * gram[m + i, j]
-        c[i] = al[i] - rho[i] * yr
-    for j in order:
-        c[m + j] = -gamma * al[j]
-    return c
+    for j in range(len(idx)):
+        b = idx[j]
+        if first[j]:
+            S[b, :, :] = 0.0
+            Y[b, :, :] = 0.0
+            rho[b, :] = 0.0
+            H[b] = 1.0
+            for p in range(P):
+                d[b, p] = -g[b, p]
+        else:
+            ys, yy = 0.0, 0.0
+            for p in range(P):
+                y = g[b, p] - prev_g[b, p]
+                ys += y * (d[b, p] * t[b])
+                yy += y * y
+            if ys > tolerance_ys:
+                for i in range(m - 1):
+                    S[b, i, :] = S[b, i + 1, :]
+                    Y[b, i, :] = Y[b, i + 1, :]
+                    rho[b, i] = rho[b, i + 1]
+                for p in range(P):
+                    Y[b, m - 1, p] = g[b, p] - prev_g[b, p]
+                    S[b, m - 1, p] = d[b, p] * t[b]
+                rho[b, m - 1] = 1.0 / ys
+                H[b] = ys / yy
+            q = -g[b]
+            for i in range(m - 1, -1, -1):
+                al[i] = 0.0
+                if rho[b, i] != 0.0:
+                    sq = 0.0
+                    for p in range(P):
+                        sq += S[b, i, p] * q[p]
+                    al[i] = sq * rho[b, i]
+                    for p in range(P):
+                        q[p] -= al[i] * Y[b, i, p]
+            for p in range(P):
+                d[b, p] = q[p] * H[b]
+            for i in range(m):
+                if rho[b, i] != 0.0:
+                    yr = 0.0
+                    for p in range(P):
+                        yr += Y[b, i, p] * d[b, p]
+                    c = al[i] - yr * rho[b, i]
+                    for p in range(P):
+                        d[b, p] += c * S[b, i, p]
+        gtd, dmax, nan = 0.0, 0.0, False
+        for p in range(P):
+            prev_g[b, p] = g[b, p]
+            gtd += g[b, p] * d[b, p]
+            dmax = max(dmax, abs(d[b, p]))
+            nan = nan or d[b, p] != d[b, p]
+        out[j, 0], out[j, 1] = gtd, np.nan if nan else dmax  # NaN propagates, as in torch's amax
 
 
-class LBFGS:
-    """``torch.optim.LBFGS(lr, max_iter, history_size, line_search_fn="strong_wolfe", ...)``.
+class _MemberState:
+    __slots__ = ("n_iter", "g0max", "g0l1")
 
-    ``step(fun, x)`` runs one optimizer step (up to ``max_iter`` iterations) from x and returns the
-    new x; the curvature history carries over between steps, as in torch, also when the caller
-    changes x in between (pykan's grid updates do). Vectors are float64 NumPy arrays on the CPU:
-    the models are small, and NumPy's per-operation cost is a fraction of torch's.
+    def __init__(self):
+        self.n_iter = 0
+
+
+def _member_step(state: _MemberState, f, lr, max_iter, max_eval, tolerance_grad, tolerance_change, max_ls):
+    """``kan.LBFGS.step`` for one member after its first evaluation (loss f), on scalars.
+
+    Yields DIRECTION (reply: g.d and max|d|), EVAL (via the line search), ACCEPT (t, slot: move to
+    the line search's point) and SET_T (t: the step length kept for the next curvature pair when
+    the step ends before a line search).
+    """
+    gmax = state.g0max
+    if gmax <= tolerance_grad:
+        return
+    evals = 1
+    for n_iter in range(1, max_iter + 1):
+        state.n_iter += 1
+        first = state.n_iter == 1
+        gtd, d_max = yield (DIRECTION, first)
+        prev_loss = f
+        t = min(1.0, 1.0 / state.g0l1) * lr if first else lr
+        if gtd > -tolerance_change:
+            yield (SET_T, t)
+            return
+        f, gmax, t, ls_evals, slot = yield from _strong_wolfe(t, f, gtd, gmax, d_max, max_ls=max_ls)
+        yield (ACCEPT, t, slot)
+        evals += ls_evals
+        if n_iter == max_iter or evals >= max_eval or gmax <= tolerance_grad:
+            return
+        if abs(t) * d_max <= tolerance_change:  # equals kan.LBFGS's max|t d| (rounding is monotone)
+            return
+        if abs(f - prev_loss) < tolerance_change:
+            return
+
+
+class BatchedLBFGS:
+    """``kan.LBFGS(lr, max_iter, history_size, line_search_fn="strong_wolfe", tolerance_*)`` for B members.
+
+    ``step(fun, x, members)`` runs one optimizer step for each listed member from its row of
+    ``x`` (B, P) and returns the new x; the state (curvature history, direction, step length)
+    carries over between steps, also when the caller changes x in between (pykan's grid updates
+    do). ``fun(X, idx)`` returns the losses (b,) and gradients (b, P) of members ``idx`` (a long
+    tensor) at the rows of X; it may return them in any float dtype. A new optimizer is made for
+    every fit() of pykan's protocol (each KAN grid), as pykan's fit() makes one.
     """
 
-    def __init__(self, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
-                 tolerance_ys=1e-32, history_size=100):
-        self.lr, self.max_iter, self.history_size, self.tolerance_ys = lr, max_iter, history_size, tolerance_ys
+    def __init__(self, n_members, n_params, device="cpu", lr=1.0, max_iter=20, max_eval=None,
+                 tolerance_grad=1e-7, tolerance_change=1e-9, tolerance_ys=1e-32, history_size=100, max_ls=25,
+                 compiled=None):
+        self.lr, self.max_iter, self.history_size = lr, max_iter, history_size
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
-        self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
-        self.n_iter = 0
-        self.d = self.t = self.prev_g = None
-        self.gamma = 1.0
-        self.SY = None          # rows 0..m-1: s vectors, rows m..2m-1: y vectors, by slot
-        self.slots = []         # slots in use, oldest first
-        self.rho = np.zeros(history_size)                        # 1 / (y.s) per slot
-        self.gram = np.zeros((2 * history_size, 2 * history_size))  # inner products of the rows of SY
+        self.tolerance_grad, self.tolerance_change, self.tolerance_ys = tolerance_grad, tolerance_change, tolerance_ys
+        self.max_ls = max_ls
+        B, P, m = n_members, n_params, history_size
+        f64 = dict(dtype=torch.float64, device=device)
+        self.g, self.d, self.prev_g = torch.zeros(B, P, **f64), torch.zeros(B, P, **f64), torch.zeros(B, P, **f64)
+        self.t = torch.zeros(B, **f64)          # step length of the last iteration, per member
+        self.S, self.Y = torch.zeros(B, m, P, **f64), torch.zeros(B, m, P, **f64)   # oldest first
+        self.rho = torch.zeros(B, m, **f64)     # 1 / (y.s); 0 in empty slots
+        self.H_diag = torch.ones(B, **f64)
+        self.slots = torch.zeros(B, max_ls + 1, P, **f64)  # gradients of the current line search's trials
+        self.members = [_MemberState() for _ in range(B)]
+        # the two-loop recursion compiled on the CPU (measured: 10-30x less time than 60 torch operations)
+        self.compiled = torch.device(device).type == "cpu" if compiled is None else compiled
 
-    def _remember(self, s, y, ys):
-        """Store the pair (s, y) in the oldest slot; returns y.y."""
-        m = self.history_size
-        if self.SY is None:
-            self.SY = np.zeros((2 * m, len(s)))
-        slot = self.slots.pop(0) if len(self.slots) == m else len(self.slots)
-        self.slots.append(slot)
-        self.SY[slot], self.SY[m + slot] = s, y
-        self.rho[slot] = 1.0 / ys
-        prods = self.SY @ np.stack([s, y], 1)
-        self.gram[:, [slot, m + slot]] = prods
-        self.gram[[slot, m + slot], :] = prods.T
-        return self.gram[m + slot, m + slot]
+    # ------------------------------------------------------------------ batched requests
 
-    def _direction(self, g, gamma):
-        """-H g by the two-loop recursion, written on inner products: d = -gamma g + [S; Y]^T c."""
-        if not self.slots:
-            return -gamma * g
-        c = _two_loop_coefficients(np.array(self.slots), self.rho, self.gram, self.SY @ g, gamma, self.history_size)
-        return self.SY.T @ c - gamma * g
+    def _evaluate(self, fun, x, reqs, first_eval):
+        """One batched evaluation; returns each member's reply scalars."""
+        idx = torch.tensor([b for b, _ in reqs], device=x.device)
+        if first_eval:
+            X = x[idx]
+        else:
+            t = torch.tensor([r[1] for _, r in reqs], dtype=x.dtype, device=x.device)
+            X = x[idx] + t[:, None] * self.d[idx]
+        F, G = fun(X, idx)
+        F, G = F.to(torch.float64), G.to(torch.float64)
+        if first_eval:
+            self.g[idx] = G
+            third = G.abs().sum(1)
+        else:
+            self.slots[idx, torch.tensor([r[2] for _, r in reqs], device=x.device)] = G
+            third = (G * self.d[idx]).sum(1)
+        return [tuple(r) for r in torch.stack([F, third, G.abs().amax(1)], 1).tolist()]
 
-    def step(self, fun, x):
-        loss, g = fun(x)
-        evals = 1
-        if np.abs(g).max() <= self.tolerance_grad:
+    def _directions(self, reqs):
+        """New search directions (kan.LBFGS's history update and two-loop recursion); g.d and max|d|."""
+        if self.compiled:
+            out = np.zeros((len(reqs), 2))
+            _directions_cpu(np.array([b for b, _ in reqs]), np.array([r[1] for _, r in reqs]), self.g.numpy(),
+                            self.prev_g.numpy(), self.d.numpy(), self.t.numpy(), self.S.numpy(), self.Y.numpy(),
+                            self.rho.numpy(), self.H_diag.numpy(), self.tolerance_ys, out)
+            return [tuple(r) for r in out.tolist()]
+        idx = torch.tensor([b for b, _ in reqs], device=self.g.device)
+        first = torch.tensor([r[1] for _, r in reqs], device=self.g.device)
+        g, S, Y, rho, H = self.g[idx], self.S[idx], self.Y[idx], self.rho[idx], self.H_diag[idx]
+        y, s = g - self.prev_g[idx], self.d[idx] * self.t[idx, None]
+        ys = (y * s).sum(1)
+        keep = (ys > self.tolerance_ys) & ~first
+        if bool(keep.any()):  # shift the history and append the new pair where it is kept
+            k = keep[:, None, None]
+            S = torch.where(k, torch.cat([S[:, 1:], s[:, None]], 1), S)
+            Y = torch.where(k, torch.cat([Y[:, 1:], y[:, None]], 1), Y)
+            rho = torch.where(keep[:, None], torch.cat([rho[:, 1:], (1.0 / ys)[:, None]], 1), rho)
+            H = torch.where(keep, ys / (y * y).sum(1), H)
+        # the first iteration ever: steepest descent and a fresh history
+        S, Y = S.masked_fill(first[:, None, None], 0.0), Y.masked_fill(first[:, None, None], 0.0)
+        rho, H = rho.masked_fill(first[:, None], 0.0), H.masked_fill(first, 1.0)
+        q = -g
+        al = torch.zeros_like(rho)
+        for i in range(self.history_size - 1, -1, -1):
+            al[:, i] = (S[:, i] * q).sum(1) * rho[:, i]
+            q = q - al[:, i, None] * Y[:, i]
+        d = q * H[:, None]
+        for i in range(self.history_size):
+            be = (Y[:, i] * d).sum(1) * rho[:, i]
+            d = d + (al[:, i] - be)[:, None] * S[:, i]
+        self.S[idx], self.Y[idx], self.rho[idx], self.H_diag[idx], self.d[idx] = S, Y, rho, H, d
+        self.prev_g[idx] = g
+        return [tuple(r) for r in torch.stack([(g * d).sum(1), d.abs().amax(1)], 1).tolist()]
+
+    def _accept(self, x, reqs):
+        """Move members to their line search's point; its gradient becomes theirs."""
+        idx = torch.tensor([b for b, _ in reqs], device=x.device)
+        t = torch.tensor([r[1] for _, r in reqs], dtype=x.dtype, device=x.device)
+        x[idx] = x[idx] + t[:, None] * self.d[idx]
+        self.t[idx] = t
+        moved = [(i, r[2]) for i, (_, r) in enumerate(reqs) if r[2] >= 0]
+        if moved:
+            rows = idx[[i for i, _ in moved]]
+            self.g[rows] = self.slots[rows, torch.tensor([s for _, s in moved], device=x.device)]
+        return [None] * len(reqs)
+
+    def _set_t(self, reqs):
+        self.t[torch.tensor([b for b, _ in reqs], device=self.t.device)] = torch.tensor(
+            [r[1] for _, r in reqs], dtype=self.t.dtype, device=self.t.device)
+        return [None] * len(reqs)
+
+    # ------------------------------------------------------------------ one step
+
+    def step(self, fun, x, members=None):
+        """One optimizer step of every listed member (default: all); returns the new x (B, P).
+
+        Requests are served kind by kind in the order a member makes them (accept, direction,
+        set t, evaluation), so a member whose line search ended joins the same tick's evaluation.
+        """
+        x = x.detach().to(torch.float64).clone()
+        members = list(range(len(self.members))) if members is None else list(members)
+        if not members:
             return x
-        d, t, gamma = self.d, self.t, self.gamma
-        for n in range(1, self.max_iter + 1):
-            self.n_iter += 1
-            if self.n_iter == 1:
-                d, gamma = -g, 1.0
-            else:
-                y, s = g - self.prev_g, d * t
-                ys = float(y @ s)
-                if ys > self.tolerance_ys:
-                    gamma = ys / self._remember(s, y, ys)
-                d = self._direction(g, gamma)
-            self.prev_g, prev_loss = g, loss
-            t = min(1.0, 1.0 / np.abs(g).sum()) * self.lr if self.n_iter == 1 else self.lr
-            gtd = float(g @ d)
-            if gtd > -self.tolerance_change:
-                break
-            loss, g, t, ls_evals = _strong_wolfe(fun, x, t, d, loss, g, gtd, max_ls=25)
-            x = x + t * d
-            evals += ls_evals
-            if n == self.max_iter or evals >= self.max_eval or np.abs(g).max() <= self.tolerance_grad:
-                break
-            if abs(t) * np.abs(d).max() <= self.tolerance_change or abs(loss - prev_loss) < self.tolerance_change:
-                break
-        self.d, self.t, self.gamma = d, t, gamma
+        queue = {kind: [] for kind in (ACCEPT, DIRECTION, SET_T, EVAL)}
+        gens = {}
+
+        def advance(b, reply):
+            try:
+                request = gens[b].send(reply)
+            except StopIteration:
+                return
+            queue[request[0]].append((b, request))
+
+        first = self._evaluate(fun, x, [(b, None) for b in members], first_eval=True)
+        for b, (f, g_l1, g_max) in zip(members, first):
+            st = self.members[b]
+            st.g0max, st.g0l1 = g_max, g_l1
+            gens[b] = _member_step(st, f, self.lr, self.max_iter, self.max_eval, self.tolerance_grad,
+                                   self.tolerance_change, self.max_ls)
+            advance(b, None)
+        serve = {ACCEPT: lambda reqs: self._accept(x, reqs), DIRECTION: self._directions,
+                 SET_T: self._set_t, EVAL: lambda reqs: self._evaluate(fun, x, reqs, first_eval=False)}
+        while any(queue.values()):
+            for kind in (ACCEPT, DIRECTION, SET_T, EVAL):
+                reqs, queue[kind] = queue[kind], []
+                if reqs:
+                    for (b, _), reply in zip(reqs, serve[kind](reqs)):
+                        advance(b, reply)
         return x
-
-
-class ParamVector:
-    """A list of parameter tensors seen as one float64 NumPy vector, the optimizer's x."""
-
-    def __init__(self, params):
-        self.params = list(params)
-
-    def x0(self):
-        return torch.cat([p.detach().reshape(-1) for p in self.params]).double().cpu().numpy()
-
-    @torch.no_grad()
-    def set(self, theta):
-        theta = torch.from_numpy(np.asarray(theta))
-        for p, v in zip(self.params, theta.split([p.numel() for p in self.params])):
-            p.copy_(v.view_as(p))  # to the parameter's dtype and device

@@ -73,6 +73,43 @@ def make_kan(width, grid: int, k: int = 3, seed: int = 0, device="cpu"):
                ckpt_path=KAN_CKPT_DIR, device=device)
 
 
+def pykan_like(model, grid: int):
+    """A pykan KAN of ``model``'s width, options and node maps on another grid (for refined members).
+
+    Its splines are overwritten by the caller (``kan_stack.StackedKAN.to_pykan``); node scales and
+    biases are copied, as pykan's ``refine`` copies them.
+    """
+    from kan import KAN
+    from utils.kan_stack import pykan_config
+    pykan_compat.install()
+    config = pykan_config(model)
+    config["base_fun"] = config.pop("base_fun_name")
+    with torch.random.fork_rng(devices=[]):  # pykan reseeds the global RNGs
+        new = KAN(**config, grid=grid, auto_save=False, ckpt_path=KAN_CKPT_DIR, device=model.device)
+    with torch.no_grad():
+        for name in ("node_bias", "node_scale", "subnode_bias", "subnode_scale"):
+            for dst, src in zip(getattr(new, name), getattr(model, name)):
+                dst.data = src.data.clone()
+    return new
+
+
+def _quiet(model):
+    """pykan's refine() and prune() return models with auto_save=True, which write checkpoints."""
+    model.auto_save = False
+    return model
+
+
+def prune(model, x, node_th, edge_th):
+    """pykan's ``prune(node_th, edge_th)`` (nodes, then edges) without its checkpoint logging, which writes files."""
+    model.get_act(x)
+    with torch.random.fork_rng(devices=[]):
+        model = _quiet(model.prune_node(node_th, log_history=False))
+    model.forward(model.cache_data)
+    model.attribute()
+    model.prune_edge(edge_th, log_history=False)
+    return model
+
+
 def is_kan(model) -> bool:
     return type(model).__name__ == "MultKAN"
 

@@ -42,7 +42,7 @@ def curve2coef(x_eval, y_eval, grid, k):
 
 def B_batch(x, grid, k=0, extend=True, device="cpu"):
     """pykan's ``kan.spline.B_batch``: (batch, in) points -> (batch, in, G+k) dense bases."""
-    from utils.kan_fast import dense_basis
+    from utils.kan_stack import dense_basis
     if grid.shape[0] == 1 and x.shape[1] > 1:  # pykan broadcasts one grid over all inputs (refine)
         grid = grid.expand(x.shape[1], -1)
     return dense_basis(x, grid, k).permute(1, 0, 2)

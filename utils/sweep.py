@@ -1,25 +1,28 @@
-"""The sweep: a list of independent tasks (dataset x family x configuration x seed) and their runner.
+"""The sweep: independent tasks (dataset x family x configuration x seed), trained as ensembles.
 
-A task is plain data and seeds everything it uses itself, and torch runs on one thread in every
-process, so a task gives the same numbers in the main process, in any worker process and on any
-Dask worker: results do not depend on how many workers run the sweep or in which order.
+A task is plain data and seeds everything it uses itself. Tasks of one family and configuration
+(same architecture, epochs, device and problem options) form one ensemble, trained as one program
+(``utils.training``); the grouping depends only on the task list, never on how many workers or
+which scheduler run it, and worker processes and Dask workers receive whole ensembles. torch runs
+on one thread in every process, so the same seed gives the same numbers in the main process, in
+any worker process and on any Dask worker.
 """
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-import multiprocessing
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from utils.config import (FAMILIES, KAN_GRIDS, KAN_WIDTH, MLP_ACTIVATIONS, MLP_DEPTHS, PRUNE_EDGE_TH, PRUNE_LAMB,
-                          PRUNE_NODE_TH, QUICK_DEPTHS, QUICK_GRIDS, SIREN_DEPTHS, WIDTH)
+from utils.config import KAN_GRIDS, KAN_WIDTH, PRUNE_EDGE_TH, PRUNE_LAMB, PRUNE_NODE_TH, QUICK_GRIDS, WIDTH
+from utils.families import FAMILIES
 
 # what the command line may change, with the protocol's defaults; each lands in a column of its family
 SETTINGS = {"width": WIDTH, "kan_width": KAN_WIDTH, "prune_lamb": PRUNE_LAMB, "prune_node_th": PRUNE_NODE_TH,
@@ -39,6 +42,25 @@ class Task:
     grids: tuple = ()           # KAN grid schedule
     options: tuple = ()         # problem options, e.g. (("mode", "pinn"), ("alpha", 0.01))
 
+    def architecture(self) -> tuple:
+        """What members of one ensemble share: everything but the dataset and the seed."""
+        return (self.section, self.family, self.epochs, self.device, self.config, self.grids, self.options)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Tasks that train as one program: same family, configuration, budget, device and options."""
+    tasks: tuple
+
+    def __getattr__(self, name):  # section, family, epochs, device, config, grids, options: the members'
+        if name in ("section", "family", "epochs", "device", "config", "grids", "options"):
+            return getattr(self.tasks[0], name)
+        raise AttributeError(name)
+
+    def cost(self) -> float:
+        """Rough relative cost, to start the longest ensembles first."""
+        return FAMILIES[self.family].cost * len(self.tasks) * dict(self.config).get("depth", 1)
+
 
 def model_key(family: str, config) -> str:
     """Where a trained model is stored: models[family][dataset_name][key].
@@ -52,26 +74,7 @@ def model_key(family: str, config) -> str:
 
 
 def legacy_model_key(family: str, config) -> str:
-    if family == "mlp":
-        return f"depth{config['depth']}_activation{config['activation']}"
-    if family == "siren":
-        return f"depth{config['depth']}"
-    stage = "kan" if family == "kan" else config["stage"]
-    return f"{stage}_grid{config['grid_size']}"
-
-
-def family_configs(family: str, quick: bool, settings=None) -> list[tuple]:
-    """The configurations a sweep trains of ``family``, each as its (column, value) pairs."""
-    s = {**SETTINGS, **(settings or {})}
-    if family == "mlp":
-        return [(("width", s["width"]), ("depth", d), ("activation", a))
-                for d in (QUICK_DEPTHS if quick else MLP_DEPTHS) for a in MLP_ACTIVATIONS]
-    if family == "siren":
-        return [(("width", s["width"]), ("depth", d)) for d in (QUICK_DEPTHS if quick else SIREN_DEPTHS)]
-    if family == "kan":
-        return [(("width", s["kan_width"]),)]
-    return [(("width", s["kan_width"]), ("prune_lamb", s["prune_lamb"]), ("prune_node_th", s["prune_node_th"]),
-             ("prune_edge_th", s["prune_edge_th"]))]
+    return FAMILIES[family].key(config)
 
 
 def build_tasks(section, datasets, families, seeds, epochs, device, quick=False, options=(), settings=None):
@@ -80,11 +83,25 @@ def build_tasks(section, datasets, families, seeds, epochs, device, quick=False,
     Tasks come in a fixed order: dataset, family, configuration, seed.
     """
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    settings = {**SETTINGS, **(settings or {})}
     grids = QUICK_GRIDS if quick else KAN_GRIDS
     return [Task(section, fam, idx, name, seed, epochs, device, cfg,
                  grids if fam.startswith("kan") else (), tuple(options))
-            for idx, name in datasets for fam in families for cfg in family_configs(fam, quick, settings)
+            for idx, name in datasets for fam in families for cfg in FAMILIES[fam].configs(quick, settings)
             for seed in seeds]
+
+
+def group(tasks, together: bool = True) -> list[Ensemble]:
+    """Ensembles of tasks that share an architecture, in order of first appearance.
+
+    ``together=False`` makes every task an ensemble of its own (the one-by-one path, for comparison).
+    """
+    if not together:
+        return [Ensemble((t,)) for t in tasks]
+    groups = {}
+    for t in tasks:
+        groups.setdefault(t.architecture(), []).append(t)
+    return [Ensemble(tuple(g)) for g in groups.values()]
 
 
 def make_problem(task: Task):
@@ -96,43 +113,24 @@ def make_problem(task: Task):
     return PoissonProblem(task.dataset_name, task.seed, task.dataset_idx, task.device, **dict(task.options))
 
 
-def run_task(task: Task) -> dict:
-    """Train one configuration; return its rows and trained model specs (plain, picklable data)."""
-    from utils.models import MLP, SIREN, model_spec
-    from utils.training import Recorder, train_kan, train_kan_pruned, train_net
-    if task.device == "cpu":
+def run_ensemble(ens: Ensemble) -> list[dict]:
+    """Train one ensemble; for each of its tasks its rows and trained model specs (plain, picklable data)."""
+    if ens.device == "cpu":
         torch.set_num_threads(1)
-    torch.manual_seed(task.seed)
-    np.random.seed(task.seed % 2**32)
-    random.seed(task.seed)
-    problem = make_problem(task)
-    mode = dict(task.options).get("mode")
-    base = {"dataset_idx": task.dataset_idx, "dataset_name": task.dataset_name, "seed": task.seed,
-            **({"mode": mode} if mode else {}), **dict(task.config)}
-    rec = Recorder(problem, base)
-    snapshots = {}
-    cfg = dict(task.config)
-    if task.family in ("mlp", "siren"):
-        model = (MLP(problem.n_in, cfg["width"], cfg["depth"], cfg["activation"]) if task.family == "mlp"
-                 else SIREN(problem.n_in, cfg["width"], cfg["depth"])).to(task.device)
-        train_net(model, problem, task.epochs, rec)
-        snapshots[model_key(task.family, {**cfg, "seed": task.seed})] = model_spec(model)
-    else:
-        snap = lambda model, stage: snapshots.__setitem__(
-            model_key(task.family, {"stage": stage, "grid_size": model.grid, "seed": task.seed}), model_spec(model))
-        kw = dict(seed=task.seed, device=task.device, grids=task.grids, snapshot=snap, width=cfg["width"])
-        if task.family == "kan":
-            train_kan(problem, task.epochs, rec, **kw)
-        else:
-            train_kan_pruned(problem, task.epochs, rec, lamb=cfg["prune_lamb"], node_th=cfg["prune_node_th"],
-                             edge_th=cfg["prune_edge_th"], **kw)
-    return {"family": task.family, "dataset_name": task.dataset_name, "rows": rec.rows,
-            "models": {k: {"__model__": v} for k, v in snapshots.items()}}
-
-
-def _cost(task: Task) -> float:
-    """Rough relative cost, to start the longest tasks first."""
-    return {"kan_pruning": 12.0, "kan": 10.0}.get(task.family, dict(task.config).get("depth", 2))
+    seed = ens.tasks[0].seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+    problems = [make_problem(t) for t in ens.tasks]
+    config = dict(ens.config)
+    mode = dict(ens.options).get("mode")
+    base_rows = [{"dataset_idx": t.dataset_idx, "dataset_name": t.dataset_name, "seed": t.seed,
+                  **({"mode": mode} if mode else {}), **config} for t in ens.tasks]
+    rows, snapshots = FAMILIES[ens.family].train(ens, problems, base_rows, config)
+    return [{"family": t.family, "dataset_name": t.dataset_name, "rows": r,
+             "models": {model_key(t.family, {**config, **fields, "seed": t.seed}): {"__model__": spec}
+                        for fields, spec in snaps}}
+            for t, r, snaps in zip(ens.tasks, rows, snapshots)]
 
 
 def _init_worker():
@@ -153,21 +151,27 @@ def _executor(workers: int, scheduler: str | None):
         yield None
 
 
-def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: bool = True):
-    """Results of ``run_task`` for every task, in task order, however they were run."""
+def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: bool = True, together=True):
+    """Results (rows and model specs) of every task, in task order, however they were run."""
+    ensembles = group(tasks, together)
+    position = {t: i for i, t in enumerate(tasks)}
     results = [None] * len(tasks)
-    order = sorted(range(len(tasks)), key=lambda i: -_cost(tasks[i]))
-    bar = tqdm(total=len(tasks), desc="sweep", unit="task", disable=not progress, dynamic_ncols=True)
-    with bar, _executor(workers, scheduler) as ex:
+    order = sorted(range(len(ensembles)), key=lambda i: -ensembles[i].cost())
+    bar = tqdm(total=len(tasks), desc="sweep", unit="model", disable=not progress, dynamic_ncols=True)
+
+    def store(ens, out):
+        for t, r in zip(ens.tasks, out):
+            results[position[t]] = r
+        bar.update(len(ens.tasks))
+
+    with bar, _executor(min(workers, len(ensembles)), scheduler) as ex:
         if ex is None:
             for i in order:
-                results[i] = run_task(tasks[i])
-                bar.update()
+                store(ensembles[i], run_ensemble(ensembles[i]))
         else:
-            futures = {ex.submit(run_task, tasks[i]): i for i in order}
+            futures = {ex.submit(run_ensemble, ensembles[i]): i for i in order}
             for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                bar.update()
+                store(ensembles[futures[fut]], fut.result())
     return results
 
 

@@ -1,12 +1,15 @@
-"""Training: one optimizer loop for every family, the KAN grid schedule, the pruning protocol.
+"""Training an ensemble: members of one family and configuration (datasets x seeds) trained as one.
 
-Budget: one epoch is one full-batch step of the optimizer, and every family gets the same
-optimizer, pykan's own choice for KANs: LBFGS with 20 iterations per step, history 10 and a
-strong-Wolfe line search (``utils.lbfgs``: torch's algorithm over one flat parameter vector).
-KANs spread the epochs over their grid schedule (``split_budget``).
-After every step the problem's metrics are recorded, so every row holds that epoch's own values.
-A step that produces a non-finite loss or raises is recorded as NaN and ends that model's
-training; the sweep goes on.
+Budget: one epoch is one full-batch step of pykan's optimizer (``lbfgs.BatchedLBFGS``: kan.LBFGS
+as fit() configures it, 20 iterations, history 10, strong Wolfe) for every member of every family.
+KANs spread the epochs over their grid schedule (``split_budget``), with pykan's grid updates
+(every 5 steps during the first 50 of each grid) and ``refine`` between grids; the pruned KAN
+first runs a sparsify stage (pykan's fit(lamb=...) objective), is pruned by pykan, and retrains.
+
+After every step each member's metrics are recorded, so every row holds that epoch's own values;
+``wall_time`` is the ensemble's cumulative training time (metrics excluded): what a researcher
+pays per configuration. A member whose loss turns non-finite is recorded as NaN and stops; the
+others go on. A step that raises stops the members it was training, with a one-line note.
 """
 from __future__ import annotations
 
@@ -16,31 +19,13 @@ import time
 
 import torch
 
-from utils import kan_fast, kan_numba
-from utils.config import (GRID_UPDATE_EVERY, GRID_UPDATE_UNTIL, KAN_GRIDS, KAN_WIDTH, LBFGS_OPTIONS, PRUNE_EDGE_TH,
-                          PRUNE_LAMB, PRUNE_NODE_TH, PRUNE_REG)
-from utils.lbfgs import LBFGS, ParamVector
-from utils.models import count_params, make_kan
-
-
-class AutogradObjective(ParamVector):
-    """``loss_fn()`` and its autograd gradient as functions of ``params`` packed in one vector.
-
-    Evaluating at theta writes theta into the parameters (the loss reads them); ``set`` leaves the
-    model at the optimizer's result.
-    """
-
-    def __init__(self, params, loss_fn):
-        super().__init__(params)
-        self.loss_fn = loss_fn
-
-    def __call__(self, theta):
-        self.set(theta)
-        with torch.enable_grad():
-            loss = self.loss_fn()
-            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        grad = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(self.params, grads)])
-        return loss.item(), grad.double().cpu().numpy()
+from utils import kan_numba
+from utils.config import GRID_UPDATE_EVERY, GRID_UPDATE_UNTIL, LBFGS_OPTIONS, PRUNE_REG
+from utils.kan_stack import StackedKAN
+from utils.lbfgs import BatchedLBFGS
+from utils.models import make_kan, model_spec, prune, pykan_like
+from utils.nets import StackedNet
+from utils.objectives import StackedProblem, failed_metrics
 
 
 def split_budget(epochs: int, n_stages: int) -> list[int]:
@@ -54,188 +39,235 @@ def split_budget(epochs: int, n_stages: int) -> list[int]:
     return [share] * (n_stages - 1) + [epochs - share * (n_stages - 1)]
 
 
-class Recorder:
-    """Rows of one trained configuration: one per epoch, cumulative training wall time."""
+class Members:
+    """The rows of an ensemble's members: one per member per epoch, and which members still train."""
 
-    def __init__(self, problem, base_row: dict):
-        self.problem, self.base_row = problem, base_row
-        self.rows, self.epoch, self.wall = [], 0, 0.0
+    def __init__(self, base_rows):
+        self.base = base_rows
+        self.rows = [[] for _ in base_rows]
+        self.wall = [0.0] * len(base_rows)
 
-    def step(self, seconds: float, forward, model, **extra) -> bool:
-        """Record the epoch just trained; False when training must stop (non-finite loss)."""
-        metrics = self.problem.evaluate(forward)
-        self._append(seconds, model, metrics, extra)
-        return math.isfinite(metrics["train_loss"])
-
-    def fail(self, seconds: float, model, **extra):
-        self._append(seconds, model, dict.fromkeys(self.problem.metric_names, float("nan")), extra)
-
-    def _append(self, seconds, model, metrics, extra):
-        self.epoch += 1
-        self.wall += seconds
-        self.rows.append({**self.base_row, "epoch": self.epoch, **metrics, "wall_time": self.wall,
-                          "num_params": count_params(model), **extra})
+    def record(self, members, seconds, metrics, params, **columns):
+        """Append the epoch just trained of each listed member; returns those that may go on."""
+        going = []
+        for b, m, n in zip(members, metrics, params):
+            self.wall[b] += seconds
+            self.rows[b].append({**self.base[b], "epoch": len(self.rows[b]) + 1, **m, "wall_time": self.wall[b],
+                                 "num_params": n, **columns})
+            if math.isfinite(m["train_loss"]):
+                going.append(b)
+        return going
 
 
-def run_steps(make_objective, n_steps, recorder: Recorder, forward, model, before_step=None, **extra) -> bool:
-    """n_steps LBFGS steps, each recorded with ``forward``'s metrics. False once training diverged.
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
-    ``make_objective()`` is called at every step, after ``before_step(step)``, which may change
-    the model (grid updates); the optimizer's curvature history carries over, as in pykan's fit().
+
+def autograd_objective(problem, model, dtype, extra=None):
+    """Losses and gradients of the members by autograd through the stacked model (any device)."""
+    def fun(X, idx):
+        Xr = X.to(dtype).requires_grad_(True)
+        with torch.enable_grad():
+            loss = problem.loss(model, Xr, idx)
+            if extra is not None:
+                loss = loss + extra(Xr, idx)
+            (G,) = torch.autograd.grad(loss.sum(), Xr)
+        return loss.detach(), G
+    return fun
+
+
+def run_stage(problem, model, X, steps, log: Members, members, ids, make_objective, dtype, device,
+              before_step=None, params=None, **columns):
+    """``steps`` optimizer steps of the listed members (indices into this stage's rows of X; ``ids`` maps
+    them to the ensemble's members). Returns (X, members still training).
+
+    ``params(members)`` gives their parameter counts (default: the model's, the same for all).
+    ``make_objective()`` is called after ``before_step(step, members)``, which may change the model
+    and X (grid updates) and returns X; the optimizer's curvature history carries over, as in
+    pykan's fit().
     """
-    opt = LBFGS(**LBFGS_OPTIONS)
-    for s in range(n_steps):
+    opt = BatchedLBFGS(X.shape[0], X.shape[1], device=device, **LBFGS_OPTIONS)
+    X = X.to(torch.float64)
+    counts = params or (lambda members: [model.count_params()] * len(members))
+    for s in range(steps):
+        if not members:
+            break
+        idx = torch.tensor(members, device=device)
         t0 = time.perf_counter()
         try:
             if before_step is not None:
-                before_step(s)
-            objective = make_objective()
-            objective.set(opt.step(objective, objective.x0()))
+                X = before_step(s, idx, X)
+            X = opt.step(make_objective(), X, members)
+            _sync(device)
+            seconds = time.perf_counter() - t0
+            metrics = problem.evaluate(model, X[idx].to(dtype), idx)
         except (RuntimeError, ValueError, torch.linalg.LinAlgError) as e:
-            # a diverged model (NaN in a grid update, a failed least-squares fit) is a result, not a crash
-            print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}",
-                  file=sys.stderr)
-            recorder.fail(time.perf_counter() - t0, model, **extra)
-            return False
-        if not recorder.step(time.perf_counter() - t0, forward, model, **extra):
-            return False
-    return True
+            # a failed least-squares fit or a non-finite grid is a result, not a crash
+            print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+            log.record([ids[b] for b in members], time.perf_counter() - t0, [failed_metrics(problem)] * len(members),
+                       counts(members), **columns)
+            return X, []
+        going = set(log.record([ids[b] for b in members], seconds, metrics, counts(members), **columns))
+        members = [b for b in members if ids[b] in going]
+    return X, members
 
 
-def train_net(model, problem, epochs, recorder: Recorder):
-    """MLP / SIREN: ``epochs`` LBFGS steps."""
-    objective = AutogradObjective([p for p in model.parameters() if p.requires_grad], lambda: problem.loss(model))
-    run_steps(lambda: objective, epochs, recorder, model, model)
-    return model
+# ----------------------------------------------------------------------------- MLP and SIREN
+
+def train_nets(ens, problems, base_rows, config):
+    """MLP / SIREN members: ``epochs`` LBFGS steps; the trained modules are the saved models.
+
+    Every trainer returns each member's rows and snapshots, a list of (key fields, model spec).
+    """
+    problem = StackedProblem(problems)
+    device, dtype = ens.device, torch.get_default_dtype()
+    net = StackedNet(ens.family, problem.n_in, config["width"], config["depth"], config.get("activation", "sine"))
+    X = net.init([t.seed for t in ens.tasks], device=device, dtype=dtype)
+    log = Members(base_rows)
+    members = list(range(len(problems)))
+    objective = autograd_objective(problem, net, dtype)
+    X, _ = run_stage(problem, net, X, ens.epochs, log, members, members, lambda: objective, dtype, device)
+    return log.rows, [[({}, model_spec(net.module(X[b].to(dtype).cpu())))] for b in members]
 
 
 # ----------------------------------------------------------------------------- KANs
 
-def _quiet(model):
-    """refine() and prune() return models with auto_save=True, which write checkpoints."""
-    model.auto_save = False
-    return model
+class KanStage:
+    """The grid schedule of KAN members: train at each grid, refine to the next (pykan's protocol)."""
 
+    def __init__(self, problem, stacked, X, kans, log, ids, device, dtype, family_columns):
+        self.problem, self.stacked, self.X, self.kans = problem, stacked, X, kans
+        self.log, self.ids, self.device, self.dtype = log, ids, device, dtype
+        self.columns = family_columns
 
-def _grids_ok(model) -> bool:
-    return all(bool(torch.isfinite(l.grid).all()) and bool((torch.diff(l.grid, dim=1) > 0).all())
-               for l in model.act_fun)
+    def data(self, idx):
+        return self.problem.train_x if idx is None else self.problem.train_x[idx]
 
+    def objective_factory(self, extra=None):
+        """The compiled regression objective on the CPU (rebuilt after grid updates), autograd elsewhere."""
+        stacked, problem = self.stacked, self.problem
+        if (extra is None and not problem.is_pde and torch.device(self.device).type == "cpu"
+                and kan_numba.supports(stacked)):
+            cache = {}
 
-def safe_update_grid(model, x):
-    """pykan's update_grid, undone if it collapses a grid (zero spacing gives NaN losses after pruning)."""
-    saved = [(l.grid.data.clone(), l.coef.data.clone()) for l in model.act_fun]
-    try:
-        kan_fast.update_grid(model, x)
-        ok = _grids_ok(model)
-    except (RuntimeError, torch.linalg.LinAlgError):
-        ok = False
-    if not ok:
-        for l, (g, c) in zip(model.act_fun, saved):
-            l.grid.data, l.coef.data = g, c
+            def make():
+                if cache.get("version") != self.grid_version:
+                    cache.update(version=self.grid_version, fun=kan_numba.StackedMSE(
+                        stacked, problem.x["train"], problem.y["train"]))
+                return cache["fun"]
+            return make
+        fun = autograd_objective(problem, stacked, self.dtype, extra)
+        return lambda: fun
 
+    grid_version = 0
 
-def kan_objective(model, problem, loss_fn=None):
-    """What run_steps optimizes: for regression with a cubic KAN on the CPU the compiled MSE
-    objective (rebuilt when a grid update changes the grids it copied); otherwise autograd through
-    the fast forward (PDE residuals, the sparsify stage's regularizer, GPUs, other spline orders)."""
-    if loss_fn is None and not problem.is_pde and problem.train_x.device.type == "cpu" and kan_numba.supports(model):
-        built = {}
-
-        def objective():
-            grids = [layer.grid.detach().clone() for layer in model.act_fun]
-            if "grids" not in built or not all(map(torch.equal, grids, built["grids"])):
-                built.update(grids=grids, objective=kan_numba.MSEObjective(model, problem.train_x, problem.train_y))
-            return built["objective"]
-        return objective
-    fwd = lambda x: kan_fast.forward(model, x)  # noqa: E731
-    objective = AutogradObjective(kan_fast.trainable_params(model), loss_fn or (lambda: problem.loss(fwd)))
-    return lambda: objective
-
-
-def grid_update_schedule(model, x):
-    """pykan fit()'s update_grid calls, as a run_steps ``before_step``."""
-    def before_step(s):
+    def grid_updates(self, s, idx, X):
+        """pykan fit()'s update_grid calls, as a run_stage ``before_step``."""
         if s % GRID_UPDATE_EVERY == 0 and s < GRID_UPDATE_UNTIL:
-            safe_update_grid(model, x)
-    return before_step
+            X = self.stacked.update_grid(X.to(self.dtype), self.data(idx), idx).to(torch.float64)
+            self.grid_version += 1
+        return X
+
+    def counts(self, members):
+        all_counts = self.stacked.count_params()
+        return [all_counts[b] for b in members]
+
+    def train(self, steps, members, extra=None, **columns):
+        self.X, members = run_stage(self.problem, self.stacked, self.X, steps, self.log, members, self.ids,
+                                    self.objective_factory(extra), self.dtype, self.device, self.grid_updates,
+                                    self.counts, grid_size=self.stacked.grid_size, **self.columns, **columns)
+        return members
+
+    def refine(self, grid, members):
+        idx = torch.tensor(members, device=self.device)
+        self.stacked, X = self.stacked.refine(self.X.to(self.dtype), self.data(idx), grid, idx)
+        self.X = X.to(torch.float64)
+        self.grid_version += 1
+        self.kans = [pykan_like(m, grid) for m in self.kans]
+
+    def snapshot(self, members, stage):
+        """pykan models of the listed members at the end of a stage: {member: (key fields, spec)}."""
+        out = {}
+        for b in members:
+            model = self.stacked.to_pykan(self.X.to(self.dtype), b, self.kans[b])
+            out[b] = ({"stage": stage, "grid_size": self.stacked.grid_size}, model_spec(model))
+        return out
+
+    def schedule(self, stage_steps, grids, members, stage_name, saved, **columns):
+        """Train at grids[0], refine to grids[1], train, ...; snapshots of every stage into ``saved``."""
+        for i, steps in enumerate(stage_steps):
+            if not members:
+                break
+            if i > 0:
+                self.refine(grids[i], members)
+            trained = members
+            members = self.train(steps, members, **columns)
+            for b, snap in self.snapshot(trained, stage_name).items():
+                saved[self.ids[b]].append(snap)
+        return members
 
 
-def _train_kan_stage(model, problem, steps, recorder, loss_fn=None, **extra) -> bool:
-    kan_fast.check_fast_path(model)
-    fwd = lambda x: kan_fast.forward(model, x)  # noqa: E731
-    return run_steps(kan_objective(model, problem, loss_fn), steps, recorder, fwd, model,
-                     grid_update_schedule(model, problem.train_x), grid_size=model.grid, **extra)
+def _new_kans(tasks, n_in, width, grid, device):
+    return [make_kan([n_in, width, 1], grid, seed=t.seed, device=device) for t in tasks]
 
 
-def refine(model, grid, x):
-    model.cache_data = x  # pykan refines from the last forward's inputs
-    with torch.random.fork_rng(devices=[]):  # its constructor reseeds the global RNGs
-        return _quiet(model.refine(grid))
+def train_kans(ens, problems, base_rows, config):
+    """KAN [n_in, width, 1] members; grid extension through ``ens.grids``, training continuing at each grid."""
+    problem = StackedProblem(problems)
+    device, dtype = ens.device, torch.get_default_dtype()
+    kans = _new_kans(ens.tasks, problem.n_in, config["width"], ens.grids[0], device)
+    stacked, X = StackedKAN.from_pykan(kans)
+    log = Members(base_rows)
+    saved = [[] for _ in problems]
+    members = list(range(len(problems)))
+    run = KanStage(problem, stacked, X, kans, log, members, device, dtype, {})
+    run.schedule(split_budget(ens.epochs, len(ens.grids)), ens.grids, members, "kan", saved)
+    return log.rows, saved
 
 
-def _no_snapshot(model, tag):
-    pass
+def train_kans_pruned(ens, problems, base_rows, config):
+    """The KAN paper's protocol: sparsify, prune, retrain the pruned nets with grid extension.
 
-
-def train_kan(problem, epochs, recorder: Recorder, seed=0, device="cpu", grids=KAN_GRIDS, snapshot=_no_snapshot,
-              width=KAN_WIDTH):
-    """pykan KAN [n_in, width, 1]; grid extension through ``grids``, training continuing at each grid.
-
-    ``snapshot(model, tag)`` is called at the end of every grid stage.
+    The sparsify stage's objective is exactly pykan's ``fit(lamb=...)``: the raw loss plus lamb times
+    pykan's regularizer (l1 + entropy of the edges' activation scales) on the training inputs. It is
+    one stage of the budget; pykan's ``prune(node_th, edge_th)`` then prunes each member, and members
+    whose pruned widths agree retrain together through the grid schedule.
     """
-    model = make_kan([problem.n_in, width, 1], grids[0], seed=seed, device=device)
-    return _grid_schedule(model, problem, split_budget(epochs, len(grids)), grids, recorder,
-                          lambda m: snapshot(m, "kan"))
-
-
-def _grid_schedule(model, problem, stage_steps, grids, recorder, snapshot, **columns):
-    """Train at grids[0], refine to grids[1], train, ... until a stage diverges; the last model.
-
-    ``columns`` are added to every row; ``snapshot(model)`` runs at the end of every stage.
-    """
-    for i, steps in enumerate(stage_steps):
-        if i > 0:
-            model = refine(model, grids[i], problem.train_x)
-        ok = _train_kan_stage(model, problem, steps, recorder, **columns)
-        snapshot(model)
-        if not ok:
-            break
-    return model
-
-
-def prune(model, x, node_th=PRUNE_NODE_TH, edge_th=PRUNE_EDGE_TH):
-    """pykan's ``prune(node_th, edge_th)`` (nodes, then edges) without its checkpoint logging, which writes files."""
-    model.get_act(x)
-    with torch.random.fork_rng(devices=[]):
-        model = _quiet(model.prune_node(node_th, log_history=False))
-    model.forward(model.cache_data)
-    model.attribute()
-    model.prune_edge(edge_th, log_history=False)
-    return model
-
-
-def train_kan_pruned(problem, epochs, recorder: Recorder, seed=0, device="cpu", grids=KAN_GRIDS,
-                     snapshot=_no_snapshot, width=KAN_WIDTH, lamb=PRUNE_LAMB, node_th=PRUNE_NODE_TH,
-                     edge_th=PRUNE_EDGE_TH):
-    """The KAN paper's protocol: sparsify, prune, retrain the pruned net with grid extension.
-
-    The sparsify stage's objective is exactly pykan's ``fit(lamb=lamb)``: the raw loss plus lamb
-    times pykan's regularizer (l1 + entropy of the spline activations' scales). It uses pykan's own
-    forward, since the regularizer reads the activations pykan records; it is one stage of the
-    budget, the retrain stages at each grid are the rest.
-    """
-    model = make_kan([problem.n_in, width, 1], grids[0], seed=seed, device=device)
-    stages = split_budget(epochs, len(grids) + 1)
-
-    def sparsify_loss():  # the regularizer reads the activations of the loss's last pykan forward
-        return problem.loss(model) + lamb * model.get_reg(*PRUNE_REG)
-
-    ok = _train_kan_stage(model, problem, stages[0], recorder, loss_fn=sparsify_loss,
-                          stage="sparsify", is_pruned=False)
-    snapshot(model, "sparsify")
-    if not ok or len(stages) == 1:
-        return model
-    model = prune(model, problem.train_x, node_th, edge_th)
-    return _grid_schedule(model, problem, stages[1:], grids, recorder, lambda m: snapshot(m, "retrain"),
-                          stage="retrain", is_pruned=True)
+    problem = StackedProblem(problems)
+    device, dtype = ens.device, torch.get_default_dtype()
+    kans = _new_kans(ens.tasks, problem.n_in, config["width"], ens.grids[0], device)
+    stacked, X = StackedKAN.from_pykan(kans)
+    log = Members(base_rows)
+    saved = [[] for _ in problems]
+    members = list(range(len(problems)))
+    stages = split_budget(ens.epochs, len(ens.grids) + 1)
+    lamb = config["prune_lamb"]
+    run = KanStage(problem, stacked, X, kans, log, members, device, dtype, {})
+    regularizer = lambda Xr, idx: lamb * stacked.regularizer(Xr, run.data(idx), idx, PRUNE_REG)  # noqa: E731
+    trained = members
+    members = run.train(stages[0], members, extra=regularizer, stage="sparsify", is_pruned=False)
+    for b, snap in run.snapshot(trained, "sparsify").items():
+        saved[b].append(snap)
+    if len(stages) == 1 or not members:
+        return log.rows, saved
+    pruned = {}
+    for b in members:
+        model = stacked.to_pykan(run.X.to(dtype), b, kans[b])
+        try:
+            pruned[b] = prune(model, problem.train_x[b], config["prune_node_th"], config["prune_edge_th"])
+        except (RuntimeError, ValueError, IndexError) as e:
+            print(f"pruning failed: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+            log.record([b], 0.0, [failed_metrics(problem)], [0], grid_size=stacked.grid_size, stage="retrain",
+                       is_pruned=True)
+    # members whose pruned networks have one shape retrain as one ensemble
+    groups = {}
+    for b, model in pruned.items():
+        groups.setdefault(tuple(w[0] if isinstance(w, list) else w for w in model.width), []).append(b)
+    for shape, group in groups.items():
+        sub = problem.select(group)
+        stacked_g, X_g = StackedKAN.from_pykan([pruned[b] for b in group])
+        run_g = KanStage(sub, stacked_g, X_g, [pruned[b] for b in group], log, group, device, dtype, {})
+        run_g.schedule(stages[1:], ens.grids, list(range(len(group))), "retrain", saved, stage="retrain",
+                       is_pruned=True)
+    return log.rows, saved

@@ -1,0 +1,460 @@
+"""pykan KANs of one width trained as one: B members' coefficients and scales are the rows of (B, P).
+
+pykan evaluates all G+k B-spline bases of every edge through dense recursions and records
+activations on every call; for these tiny models the cost is the number of tensor operations.
+Here every member keeps pykan's parameters and numbers, with only what the math needs:
+
+- each point finds its knot interval and evaluates only the k+1 nonzero bases (the Cox-de Boor
+  triangle, vectorized over those k+1), then gathers the k+1 matching coefficients; all members
+  and all inputs of a layer go through one set of tensor operations;
+- every member has its own grids (grid updates adapt them to the member's data), masks (pruned
+  edges) and node affine maps, as pykan's layers have;
+- ``derivatives`` propagates value, gradient and Laplacian in x forward through the layers, with
+  the spline derivatives in closed form (the derivative of a degree-k spline is the degree-(k-1)
+  spline of its divided coefficient differences on the same knots), so PDE residuals need no
+  nested autograd;
+- ``regularizer`` is pykan's ``edge_forward_spline_n`` sparsity penalty (the pruned KAN's
+  sparsify stage), from the same forward;
+- grid updates and ``refine`` are pykan's, batched: the new grids from each member's samples (or
+  its coarser grid), the coefficients by a deterministic least-squares fit (``fit_coefficients``).
+
+pykan stays the model of record: ``from_pykan`` stacks pykan models, ``to_pykan`` writes a member
+back into a pykan ``KAN`` (whose own forward, ``plot``, ``prune`` and ``auto_symbolic`` work).
+Only the numerical branch with pykan's default silu base is supported (``check_supported``).
+
+Row layout of X: for each layer, coef (in, out, G+k), scale_base (in, out), scale_sp (in, out),
+flattened, as pykan's ``act_fun[l]`` parameters.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+
+from utils.nets import row_size
+
+PARAM_NAMES = ("coef", "scale_base", "scale_sp")
+
+
+def check_supported(model) -> None:
+    if any(w[1] != 0 for w in model.width if isinstance(w, list)):
+        raise ValueError("stacked KAN: multiplication nodes are not supported")
+    if model.symbolic_enabled and any(bool(s.mask.any()) for s in model.symbolic_fun):
+        raise ValueError("stacked KAN: symbolic functions are active; use model(x)")
+    if any(not isinstance(layer.base_fun, torch.nn.SiLU) for layer in model.act_fun):
+        raise ValueError("stacked KAN: only the silu base function is supported")
+    if not all(layer.scale_base.requires_grad and layer.scale_sp.requires_grad for layer in model.act_fun):
+        raise ValueError("stacked KAN: scale_base and scale_sp must be trainable (pykan's default)")
+
+
+# ----------------------------------------------------------------------------- B-spline bases
+
+def padded_knots(grid, k: int):
+    """The grid extended by k more knots at each end, spaced as its end intervals."""
+    h_lo, h_hi = grid[..., 1:2] - grid[..., :1], grid[..., -1:] - grid[..., -2:-1]
+    steps = torch.arange(1, k + 1, device=grid.device, dtype=grid.dtype)
+    return torch.cat([grid[..., :1] - h_lo * steps.flip(0), grid, grid[..., -1:] + h_hi * steps], -1)
+
+
+def local_bases(xt, grid, k: int, lowest: int | None = None):
+    """The nonzero B-spline bases of degrees k, k-1, ..., ``lowest`` at each point, and the interval.
+
+    xt (S, n) points of S splines, grid (S, G+2k+1) knots -> ([N_k, N_k-1, ...], m) with N_r
+    (S, r+1, n) and m (S, n): basis i of degree r at a point is pykan's basis number m - r + i.
+    pykan's bases near the ends of its knot vector use only the knots it has; padding the knots
+    by k on each side lets every interval use the same formula and gives the same values for the
+    bases that exist (the padded ones get zero coefficients). Points outside the grid get no
+    spline, as in pykan.
+    """
+    lowest = k if lowest is None else lowest
+    n_int = grid.shape[1] - 1
+    m = torch.searchsorted(grid.contiguous(), xt.detach().contiguous(), right=True) - 1
+    N = ((m >= 0) & (m < n_int)).to(xt.dtype).unsqueeze(1)              # degree 0: the interval's indicator
+    m = m.clamp(0, n_int - 1)
+    out = [N] if lowest == 0 else []
+    if k == 0:
+        return out, m
+    xt = xt.unsqueeze(1)
+    knots = padded_knots(grid, k)
+    # T[:, q] = knot m+1-k+q for q = 0..2k-1 (m counted in the unpadded grid)
+    idx = m.unsqueeze(1) + torch.arange(1, 2 * k + 1, device=xt.device).view(1, -1, 1)
+    T = torch.gather(knots, 1, idx.flatten(1)).view(idx.shape)
+    left, right = xt - T[:, :k], T[:, k:] - xt   # x - t[m+1-k+i] (i = 0..k-1); t[m+r] - x (r = 1..k)
+    for r in range(1, k + 1):  # degree r from degree r-1, all r+1 bases at once
+        R, L = right[:, :r], left[:, k - r:]
+        temp = N / (R + L)
+        N = F.pad(R * temp, (0, 0, 0, 1)) + F.pad(L * temp, (0, 0, 1, 0))
+        if r >= lowest:
+            out.insert(0, N)
+    return out, m
+
+
+def dense_basis(x, grid, k: int):
+    """All G+k bases at each point, zeros included: x (batch, in), grid (in, G+2k+1) -> (in, batch, G+k)."""
+    (N,), first = local_bases(x.t(), grid, k)
+    n_coef = grid.shape[1] - k - 1
+    cols = first.unsqueeze(-1) + torch.arange(k + 1, device=first.device)  # in k-padded columns
+    dense = N.new_zeros(first.shape[0], first.shape[1], n_coef + 2 * k)
+    return dense.scatter(2, cols, N.transpose(1, 2))[:, :, k:k + n_coef]
+
+
+def derivative_coefficients(coef, grid, k: int):
+    """Coefficients of the first derivative of the splines (degree k-1 on the same knots).
+
+    s = sum_j c_j B_j,k  ->  s' = sum_j k (c_j - c_{j-1}) / (t_{j+k} - t_j) B_j,k-1, j = 0..n,
+    with c_{-1} = c_n = 0. coef (..., n) and grid (..., n+k+1), broadcast -> (..., n+1).
+    """
+    n = coef.shape[-1]
+    c = F.pad(coef, (1, 1))
+    return k * (c[..., 1:] - c[..., :-1]) / (grid[..., k:k + n + 1] - grid[..., :n + 1])
+
+
+def spline_values(N, m, coef, r: int):
+    """sum_i coef[m - r + i] N_i: splines of degree r from their local bases.
+
+    N (S, r+1, n) and m (S, n) of S = members x inputs splines; coef (S, out, L) -> (S, out, n).
+    """
+    S, out, _ = coef.shape
+    cols = m.unsqueeze(1) + torch.arange(r + 1, device=m.device).view(1, -1, 1)          # (S, r+1, n)
+    C = torch.gather(F.pad(coef, (r, r)), 2, cols.flatten(1).unsqueeze(1).expand(-1, out, -1))
+    return (C.view(S, out, r + 1, -1) * N.unsqueeze(1)).sum(2)
+
+
+# ----------------------------------------------------------------------------- least squares
+
+def fit_coefficients(x, y, grid, k: int):
+    """Least-squares spline coefficients: pykan's ``curve2coef`` for many splines at once.
+
+    x (S, n) sample points, y (S, out, n) values, grid (S, G+2k+1) -> coef (S, out, G+k), float64.
+    Deterministic on every device: the normal equations A'A c = A'y (A'A is (G+k)^2, built from
+    the k+1 nonzero bases per point) solved through their eigendecomposition, with eigenvalues
+    below 1e-13 of the largest treated as zero, which gives the minimum-norm solution LAPACK's
+    gelsd returns where a basis has no samples (a collapsed interval). pykan solves every edge by
+    its own ``torch.linalg.lstsq`` (gelsy on the CPU, not deterministic; gels on CUDA, NaN when
+    rank deficient); here every member and edge is one batched solve.
+    """
+    S, out, n_pts = y.shape
+    n = grid.shape[1] - k - 1
+    f64 = torch.float64
+    (N,), m = local_bases(x.to(f64), grid.to(f64), k)                         # (S, k+1, n_pts)
+    rows = m.unsqueeze(1) - k + torch.arange(k + 1, device=m.device).view(1, -1, 1)   # basis numbers
+    N = N * ((rows >= 0) & (rows < n))
+    rows = rows.clamp(0, n - 1)
+    y = y.to(f64)
+    if x.device.type == "cpu":  # sum the (k+1)^2 products of each point's bases (scatter_add is sequential here)
+        pair = (rows.unsqueeze(2) * n + rows.unsqueeze(1)).flatten(1)
+        AtA = torch.zeros(S, n * n, dtype=f64).scatter_add_(1, pair, (N.unsqueeze(2) * N.unsqueeze(1)).flatten(1))
+        AtA = AtA.view(S, n, n)
+        Aty = torch.zeros(S, out, n, dtype=f64)
+        for i in range(k + 1):
+            Aty.scatter_add_(2, rows[:, i:i + 1].expand(-1, out, -1), N[:, i:i + 1] * y)
+        Aty = Aty.transpose(1, 2)
+    else:  # atomics would make those sums order-dependent on a GPU: a dense A and batched matmuls
+        A = torch.zeros(S, n_pts, n, dtype=f64, device=x.device)
+        A.scatter_(2, rows.transpose(1, 2), N.transpose(1, 2))
+        AtA, Aty = A.transpose(1, 2) @ A, A.transpose(1, 2) @ y.transpose(1, 2)
+    if x.device.type == "cpu":
+        # one spline at a time: LAPACK's result depends on where a matrix sits in memory (as gelsy's
+        # did), so a batch would give a member other bits than it gets alone or elsewhere in a batch
+        return torch.stack([_min_norm_solve(AtA[s].clone(), Aty[s].clone()) for s in range(S)]).transpose(1, 2)
+    return _min_norm_solve(AtA, Aty).transpose(1, 2)
+
+
+def _min_norm_solve(AtA, Aty):
+    """The minimum-norm solution of A'A c = A'y from the eigendecomposition of A'A (batched or not)."""
+    w, V = torch.linalg.eigh(AtA)
+    inv = torch.where(w > 1e-13 * w[..., -1:].clamp_min(0), 1.0 / w, torch.zeros_like(w))
+    return V @ (inv.unsqueeze(-1) * (V.transpose(-1, -2) @ Aty))      # (..., n, out)
+
+
+def extend_grid(grid, k: int):
+    """pykan's ``extend_grid``: k more knots at each end, spaced by the grid's mean spacing."""
+    h = (grid[..., -1:] - grid[..., :1]) / (grid.shape[-1] - 1)
+    steps = torch.arange(1, k + 1, device=grid.device, dtype=grid.dtype)
+    return torch.cat([grid[..., :1] - h * steps.flip(0), grid, grid[..., -1:] + h * steps], -1)
+
+
+# ----------------------------------------------------------------------------- the stacked model
+
+class StackedKAN:
+    """B pykan KANs [n_0, n_1, ..., n_L] with G intervals and order k, as one.
+
+    Per layer l: ``grids[l]`` (B, n_l, G+2k+1), ``masks[l]`` (B, n_l, n_l+1) and the node affine
+    map after it, ``affine[l]`` = (a, b), each (B, n_l+1): pykan's subnode and node scales and
+    biases folded into x -> a x + b.
+    """
+
+    def __init__(self, width, grid_size, k, grids, masks, affine):
+        self.width, self.grid_size, self.k = list(width), grid_size, k
+        self.grids, self.masks, self.affine = grids, masks, affine
+        self.shapes = []
+        for l in range(len(width) - 1):
+            i, o = width[l], width[l + 1]
+            self.shapes += [(i, o, grid_size + k), (i, o), (i, o)]
+        self.n_params = sum(math.prod(s) for s in self.shapes)
+        self.row_size = row_size(self.n_params)
+        self.n_members = grids[0].shape[0]
+
+    # -- to and from pykan
+
+    @classmethod
+    def from_pykan(cls, models):
+        """The members' stacked state and their parameters (B, P), from pykan KANs of one width."""
+        for m in models:
+            check_supported(m)
+            if not torch.equal(m.input_id.cpu(), torch.arange(m.width_in[0])):
+                raise ValueError("stacked KAN: pruned inputs are not supported")
+        m0 = models[0]
+        width = [w[0] if isinstance(w, list) else w for w in m0.width]
+        if any([w[0] if isinstance(w, list) else w for w in m.width] != width or m.grid != m0.grid
+               or m.k != m0.k for m in models):
+            raise ValueError("stacked KAN: members must share width, grid size and k")
+        L = len(m0.act_fun)
+        st = lambda f: torch.stack([f(m).detach() for m in models])  # noqa: E731
+        grids = [st(lambda m: m.act_fun[l].grid) for l in range(L)]
+        masks = [st(lambda m: m.act_fun[l].mask) for l in range(L)]
+        affine = [(st(lambda m: m.node_scale[l] * m.subnode_scale[l]),
+                   st(lambda m: m.node_scale[l] * m.subnode_bias[l] + m.node_bias[l])) for l in range(L)]
+        stacked = cls(width, m0.grid, m0.k, grids, masks, affine)
+        X = torch.zeros(len(models), stacked.row_size, dtype=grids[0].dtype, device=grids[0].device)
+        for b, m in enumerate(models):
+            X[b, :stacked.n_params] = torch.cat([getattr(m.act_fun[l], n).detach().reshape(-1) for l in range(L)
+                                                 for n in PARAM_NAMES])
+        return stacked, X
+
+    def to_pykan(self, X, b: int, model):
+        """Write member b (its row of X, grids and masks) into the pykan ``model`` of its width and grid."""
+        with torch.no_grad():
+            for l, layer in enumerate(model.act_fun):
+                layer.grid.data = self.grids[l][b].detach().clone().to(layer.grid)
+                layer.mask.data = self.masks[l][b].detach().clone().to(layer.mask)
+                for name, v in zip(PARAM_NAMES, self._layer_views(X[b:b + 1], l)):
+                    getattr(layer, name).data = v[0].detach().clone().to(getattr(layer, name))
+        return model
+
+    def select(self, members):
+        """The stacked state of some members (a long tensor of member indices)."""
+        sel = lambda t: t[members]  # noqa: E731
+        return StackedKAN(self.width, self.grid_size, self.k, [sel(g) for g in self.grids],
+                          [sel(m) for m in self.masks], [(sel(a), sel(b)) for a, b in self.affine])
+
+    def _views(self, X):
+        out, at = [], 0
+        for s in self.shapes:
+            n = math.prod(s)
+            out.append(X[:, at:at + n].view(X.shape[0], *s))
+            at += n
+        return out
+
+    def _layer_views(self, X, l):
+        return self._views(X)[3 * l:3 * l + 3]
+
+    def count_params(self, b=None):
+        """Parameters that shape the output: per unmasked edge G+k coefficients and two scales (per member)."""
+        counts = sum(m.sum((1, 2)) for m in self.masks) * (self.grid_size + self.k + 2)
+        return counts.round().long().tolist()
+
+    # -- forward
+
+    def _layer(self, X, l, h, members, grad=None, lap=None, record=False):
+        """Layer l for members' inputs h (b, n, in); with grad (b, n, in, d) and lap (b, n, in) also
+        their derivatives in x. Returns (h, grad, lap) of the next layer, and the edge activations
+        (b, in, out, n) and inputs when ``record``."""
+        coef, sb, sp = self._layer_views(X, l)
+        pick = (lambda t: t) if members is None else (lambda t: t[members])
+        grid, mask = pick(self.grids[l]), pick(self.masks[l])
+        a, b0 = (pick(t) for t in self.affine[l])
+        B, n_pts, n_in = h.shape
+        n_out, k = coef.shape[2], self.k
+        # every elementwise operation below works on contiguous tensors: torch computes a transcendental
+        # (sigmoid) on a strided tensor by another path than on a contiguous one, and the two differ in
+        # the last bit (measured), so a member's bits would depend on its ensemble's layout
+        xt = h.permute(0, 2, 1).contiguous().view(B * n_in, n_pts)
+        degrees = 0 if grad is None else min(2, k)
+        Ns, m = local_bases(xt, grid.reshape(B * n_in, -1), k, lowest=k - degrees)
+        C = coef.reshape(B * n_in, n_out, -1)
+        s = spline_values(Ns[0], m, C, k).view(B, n_in, n_out, n_pts)
+        xb = xt.view(B, n_in, 1, n_pts)
+        sig = torch.sigmoid(xb)
+        scale_b, scale_s, mk = sb.unsqueeze(-1), sp.unsqueeze(-1), mask.unsqueeze(-1)
+        phi = mk * (scale_b * (xb * sig) + scale_s * s)                          # (b, in, out, n)
+        out = (a.unsqueeze(1) * phi.sum(1).transpose(1, 2) + b0.unsqueeze(1)).contiguous()
+        if grad is None:
+            return out, None, None, (phi, h) if record else None
+        g1 = grid.reshape(B * n_in, 1, -1)
+        C1 = derivative_coefficients(C, g1, k)
+        d1 = spline_values(Ns[1], m, C1, k - 1).view(B, n_in, n_out, n_pts) if k >= 1 else torch.zeros_like(s)
+        if k >= 2:
+            C2 = derivative_coefficients(C1, g1, k - 1)
+            d2 = spline_values(Ns[2], m, C2, k - 2).view(B, n_in, n_out, n_pts)
+        else:
+            d2 = torch.zeros_like(s)
+        dsilu = sig * (1 + xb * (1 - sig))
+        ddsilu = sig * (1 - sig) * (2 + xb * (1 - 2 * sig))
+        dphi = mk * (scale_b * dsilu + scale_s * d1)
+        ddphi = mk * (scale_b * ddsilu + scale_s * d2)
+        gi = grad.permute(0, 2, 1, 3).contiguous()                               # (b, in, n, d)
+        sq = (gi * gi).sum(-1)                                                   # (b, in, n)
+        # sum over the inputs as products and a sum, not einsum: its batched matmul rounds a member by its
+        # position in the batch (measured), which would make a member's numbers depend on its ensemble
+        new_grad = a[:, None, :, None] * (dphi.permute(0, 3, 2, 1).unsqueeze(-1)
+                                          * gi.permute(0, 2, 1, 3).unsqueeze(2)).sum(3)
+        lap_in = lap.permute(0, 2, 1).contiguous().unsqueeze(2)
+        new_lap = a.unsqueeze(1) * (ddphi * sq.unsqueeze(2) + dphi * lap_in).sum(1).transpose(1, 2)
+        return out, new_grad.contiguous(), new_lap.contiguous(), (phi, h) if record else None
+
+    def forward(self, X, x, members=None, record=False):
+        """Outputs (b, n, out) of the members at x (b, n, n_in); ``members`` selects their grids and
+        masks (default: all, in order). With ``record``, also each layer's (activations, inputs)."""
+        h, acts = x, []
+        for l in range(len(self.width) - 1):
+            h, _, _, rec = self._layer(X, l, h, members, record=record)
+            acts.append(rec)
+        return (h, acts) if record else h
+
+    def derivatives(self, X, x, members=None):
+        """Value (b, n, 1), gradient in x (b, n, d) and Laplacian in x (b, n, 1), forward-mode."""
+        B, n_pts, d = x.shape
+        h = x
+        grad = torch.eye(d, dtype=x.dtype, device=x.device).expand(B, n_pts, d, d)
+        lap = torch.zeros_like(x)
+        for l in range(len(self.width) - 1):
+            h, grad, lap, _ = self._layer(X, l, h, members, grad, lap)
+        return h, grad[:, :, 0], lap
+
+    def regularizer(self, X, x, members=None, reg=("edge_forward_spline_n", 1.0, 2.0, 0.0, 0.0)):
+        """pykan's ``get_reg(reg_metric, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)`` per member (b,),
+        from the activations of a forward at x, differentiable in X (as in pykan's fit())."""
+        metric, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff = reg
+        if metric != "edge_forward_spline_n":
+            raise ValueError(f"stacked KAN: regularizer {metric!r} is not implemented")
+        _, acts = self.forward(X, x, members, record=True)
+        total = 0.0
+        for phi, h in acts:
+            out_range = _std(phi, -1).transpose(1, 2)                       # (b, out, in), as pykan
+            in_range = _std(h, 1).unsqueeze(1) + 0.1                        # (b, 1, in)
+            vec = out_range / in_range
+            l1 = vec.sum((1, 2))
+            p_row = vec / (vec.sum(2, keepdim=True) + 1)
+            p_col = vec / (vec.sum(1, keepdim=True) + 1)
+            ent_row = -(p_row * torch.log2(p_row + 1e-4)).sum(2).mean(1)
+            ent_col = -(p_col * torch.log2(p_col + 1e-4)).sum(1).mean(1)
+            total = total + lamb_l1 * l1 + lamb_entropy * (ent_row + ent_col)
+        if lamb_coef or lamb_coefdiff:
+            for l in range(len(self.width) - 1):
+                coef = self._layer_views(X, l)[0]
+                total = total + lamb_coef * coef.abs().mean(2).sum((1, 2)) \
+                    + lamb_coefdiff * torch.diff(coef, dim=-1).abs().mean(2).sum((1, 2))
+        return total
+
+    # -- grid updates and refinement (pykan's, batched)
+
+    @torch.no_grad()
+    def update_grid(self, X, x, members):
+        """pykan's ``update_grid(x)`` for the listed members (long tensor): each layer's grid adapted to
+        the samples that reach it (layers before it already updated), coefficients refit.
+
+        A member whose new grid is not strictly increasing and finite (constant samples collapse it,
+        e.g. in a pruned KAN) keeps its grids and coefficients, as if its update had not happened.
+        Returns the new X.
+        """
+        X = X.clone()
+        sub = X[members]
+        old_grids = [g[members].clone() for g in self.grids]
+        old = sub.clone()
+        h = x
+        ok = torch.ones(len(members), dtype=torch.bool, device=x.device)
+        for l in range(len(self.width) - 1):
+            coef = self._layer_views(sub, l)[0]
+            Bm, n_pts, n_in = h.shape
+            xs = torch.sort(h, dim=1)[0].permute(0, 2, 1).reshape(Bm * n_in, n_pts)
+            grid = self.grids[l][members].reshape(Bm * n_in, -1)
+            (N,), m = local_bases(xs, grid, self.k)
+            y = spline_values(N, m, coef.reshape(Bm * n_in, coef.shape[2], -1), self.k)   # old splines at samples
+            G = self.grid_size
+            ids = [int(n_pts / G * i) for i in range(G)] + [-1]
+            adaptive = xs[:, ids]
+            hstep = (adaptive[:, -1:] - adaptive[:, :1]) / G
+            uniform = adaptive[:, :1] + hstep * torch.arange(G + 1, device=xs.device, dtype=xs.dtype)
+            eps = self.grid_eps
+            new_grid = extend_grid(eps * uniform + (1 - eps) * adaptive, self.k)
+            good = (torch.isfinite(new_grid).all(1) & (torch.diff(new_grid, dim=1) > 0).all(1)
+                    & torch.isfinite(y).flatten(1).all(1) & torch.isfinite(xs).all(1))
+            ok &= good.view(Bm, n_in).all(1)
+            new_coef = coef.reshape(Bm * n_in, coef.shape[2], -1).clone()
+            if bool(good.any()):
+                new_coef[good] = fit_coefficients(xs[good], y[good], new_grid[good], self.k).to(new_coef.dtype)
+            self.grids[l][members] = torch.where(good.unsqueeze(1), new_grid, grid).view(Bm, n_in, -1)
+            self._layer_views(sub, l)[0].copy_(new_coef.view_as(coef))
+            h = self._layer(sub, l, h, members)[0]
+        # members with a collapsed grid anywhere (or non-finite samples) keep everything as it was
+        bad = ~ok
+        if bool(bad.any()):
+            for l, g in enumerate(old_grids):
+                self.grids[l][members[bad]] = g[bad]
+            sub[bad] = old[bad]
+        X[members] = sub
+        return X
+
+    grid_eps = 0.02  # pykan's default
+
+    @torch.no_grad()
+    def refine(self, X, x, new_grid: int, members):
+        """pykan's ``refine(new_grid)``: the same members on a finer grid, fit to the coarser splines.
+
+        Each layer's new grid interpolates its old one (pykan: a degree-1 spline through the old
+        grid points, evaluated at evenly spaced positions); its coefficients are the least-squares fit
+        of the old layer's splines at the inputs that reach it from the old model's forward on x.
+        Members not listed (diverged ones) get the new shape with their old values interpolated
+        nowhere: their rows stay NaN. Returns the refined StackedKAN and its X.
+        """
+        k, G_old = self.k, self.grid_size
+        grids, new_X_parts = [], []
+        h = x
+        sub = X[members]
+        views = self._views(X)
+        B = X.shape[0]
+        for l in range(len(self.width) - 1):
+            coef, sb, sp = self._layer_views(sub, l)
+            Bm, n_pts, n_in = h.shape
+            inner = self.grids[l][:, :, k:-k] if k else self.grids[l]                 # (B, in, G_old+1)
+            pos = torch.linspace(-1, 1, new_grid + 1, dtype=inner.dtype, device=inner.device)
+            u = (pos + 1) / 2 * G_old                                            # in units of old intervals
+            j = u.floor().long().clamp(0, G_old - 1)
+            frac = (u - j).to(inner.dtype)
+            fine = inner[..., j] * (1 - frac) + inner[..., j + 1] * frac
+            grid = extend_grid(fine, k)                                          # (B, in, G+2k+1)
+            xs = h.permute(0, 2, 1).reshape(Bm * n_in, n_pts)
+            (N,), m = local_bases(xs, self.grids[l][members].reshape(Bm * n_in, -1), k)
+            y = spline_values(N, m, coef.reshape(Bm * n_in, coef.shape[2], -1), k)
+            fit = fit_coefficients(xs, y, grid[members].reshape(Bm * n_in, -1), k)
+            new_coef = torch.full((B, n_in, coef.shape[2], new_grid + k), float("nan"), dtype=X.dtype,
+                                  device=X.device)
+            new_coef[members] = fit.view(Bm, n_in, coef.shape[2], -1).to(X.dtype)
+            new_X_parts += [new_coef.reshape(B, -1), views[3 * l + 1].reshape(B, -1), views[3 * l + 2].reshape(B, -1)]
+            grids.append(grid)
+            h = self._layer(sub, l, h, members)[0]
+        refined = StackedKAN(self.width, new_grid, k, grids, [m.clone() for m in self.masks],
+                             [(a.clone(), b.clone()) for a, b in self.affine])
+        new_X = X.new_zeros(B, refined.row_size)
+        new_X[:, :refined.n_params] = torch.cat(new_X_parts, 1)
+        return refined, new_X
+
+
+def _std(t, dim):
+    """torch.std (unbiased) from two sums: torch's own std reduces one member's (n, 1) column as a whole
+    tensor and several members' columns one by one, rounding them differently (measured), which
+    would make a member's regularizer depend on its ensemble."""
+    mean = t.sum(dim, keepdim=True) / t.shape[dim]
+    var = ((t - mean) ** 2).sum(dim) / (t.shape[dim] - 1)
+    # a masked edge has zero spread: its std is 0 with gradient 0 (torch.std's), not sqrt's infinite slope
+    return torch.where(var > 0, var.clamp_min(torch.finfo(var.dtype).tiny).sqrt(), torch.zeros_like(var))
+
+
+def pykan_config(model) -> dict:
+    """The constructor arguments of a pykan KAN (for making one of another grid)."""
+    keys = ("width", "k", "mult_arity", "base_fun_name", "symbolic_enabled", "affine_trainable", "grid_eps",
+            "grid_range", "sp_trainable", "sb_trainable")
+    return {k: copy.deepcopy(getattr(model, k)) for k in keys}
