@@ -6,7 +6,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from utils.pde import PROBLEMS, dense_grid
-from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, saved_model, save)
+from visualization.style import (BEST_ROW_COLUMNS, NAMES, best_rows, dataset_names, families, missing_note,
+                                 saved_model, save)
+
+REQUIRED_COLUMNS = BEST_ROW_COLUMNS
+NEEDS_MODELS = True
 
 
 def draw(section, results, models, out_dir):
