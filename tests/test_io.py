@@ -446,11 +446,13 @@ def test_full_disk_keeps_the_partial_results(tmp_path, monkeypatch):
 
 
 def test_full_disk_when_starting_a_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(time, "strftime", lambda fmt: "20251022_203715")
     monkeypatch.setattr(run_io, "_dump", lambda obj, f: (_ for _ in ()).throw(_enospc()))
     with pytest.raises(RunError) as e:
         run_io.start_run("section1_1", results_dir=tmp_path, options={})
-    assert "No space left on device" in _one_line(e) and "options.pickle" in str(e.value)
-    assert list(tmp_path.iterdir()) == []
+    path = tmp_path / "section1_1_20251022_203715.partial" / "options.pickle"  # where it was going
+    assert _one_line(e) == f"could not write {path}: No space left on device"
+    assert list(tmp_path.iterdir()) == []  # no folder, no temporary folder, no lock
 
 
 @pytest.fixture

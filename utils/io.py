@@ -77,18 +77,20 @@ def _write_error(path: Path, e: OSError) -> RunError:
     return RunError(f"could not write {path}: {e.strerror or e}")
 
 
-def _stage(final: Path, write) -> Path:
+def _stage(final: Path, write, shown: Path | None = None) -> Path:
     """Write ``final``'s content with ``write(file)`` to a temporary file next to it; return its path.
 
     The file is created as open() creates files (mode 0666 less the umask, not mkstemp's 0600) and
     fsynced, so once renamed its content is on disk. On any failure the temporary file is removed;
-    an OSError (full disk, permissions) becomes a one-line RunError naming ``final``.
+    an OSError (full disk, permissions) becomes a one-line RunError naming ``final`` (or ``shown``,
+    where the file will end up once its temporary folder is renamed).
     """
+    shown = shown or final
     tmp = final.with_name(f".tmp_{final.name}.{secrets.token_hex(4)}.part")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
-        raise _write_error(final, e) from None
+        raise _write_error(shown, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -97,7 +99,7 @@ def _stage(final: Path, write) -> Path:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise _write_error(final, e) from None
+            raise _write_error(shown, e) from None
         raise
     return tmp
 
@@ -280,7 +282,7 @@ def start_run(section: str, results_dir=None, options=None) -> str:
         except OSError as e:
             raise RunError(f"could not create {final}: {e.strerror or e}") from None
         path = tmp / _OPTIONS
-        _commit(tmp, [(_stage(path, lambda f: _dump(options, f)), path)])
+        _commit(tmp, [(_stage(path, lambda f: _dump(options, f), shown=final / _OPTIONS), path)])
         try:
             os.rename(tmp, final)
         except OSError as e:
