@@ -105,8 +105,11 @@ def test_single_file_run_of_an_unsupported_format(tmp_path, content, what):
 
 
 def test_older_columns_are_usable(tmp_path):
-    write_frames(tmp_path, older_frames(), name="e4_{m}")
+    frames = older_frames()
+    frames["mlp"]["note"] = [np.array("text")] * len(frames["mlp"])  # 0-d, but not a number: left alone
+    write_frames(tmp_path, frames, name="e4_{m}")
     results, _ = load_run("section1_1", results_dir=tmp_path)
+    assert results["mlp"]["note"].dtype == object and results["mlp"]["note"].iloc[0] == np.array("text")
     for c in ("train_loss", "test_loss"):  # 0-d numpy arrays became numbers
         assert results["kan"][c].dtype == np.float64 and results["kan_pruning"][c].dtype == np.float64
     assert results["kan"]["test_loss"].iloc[0] == float(older_frames()["kan"]["test_loss"].iloc[0])

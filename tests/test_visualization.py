@@ -168,3 +168,13 @@ def test_out_not_writable(tmp_path, capsys):
         locked.chmod(0o700)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not writable" in err and "Traceback" not in err
+
+
+def test_an_unfinished_run_says_how_to_resume(tmp_path, capsys):
+    from utils.io import start_run
+    from visualization.__main__ import main
+    _saved_run(tmp_path)
+    ts = start_run("section1_1", results_dir=tmp_path, options={"epochs": 6})
+    assert main(["section1_1", "--results-dir", str(tmp_path), "--timestamp", ts]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unfinished" in err and f"python section1_1.py --resume {ts}" in err

@@ -140,10 +140,11 @@ def coerce_scalars(df: pd.DataFrame) -> None:
     """Columns holding 0-d arrays (pykan's losses in older runs) become numeric columns, in place."""
     for col in df.columns[df.dtypes == object]:
         values = df[col].tolist()
-        if any(map(_is_0d, values)) and all(_is_0d(v) or v is None or isinstance(v, numbers.Number)
-                                            for v in values):
-            df[col] = pd.to_numeric(pd.Series([v.item() if _is_0d(v) else v for v in values],
-                                              index=df.index, dtype=object))
+        if not any(map(_is_0d, values)):
+            continue
+        items = [v.item() if _is_0d(v) else v for v in values]
+        if all(x is None or isinstance(x, numbers.Number) for x in items):
+            df[col] = pd.to_numeric(pd.Series(items, index=df.index, dtype=object))
 
 
 def _note_ignored(section: str, ts: str, what: list[str]) -> None:
