@@ -131,7 +131,8 @@ def test_figures_of_an_older_run(tmp_path):
     skipped = sorted(line for line in proc.stderr.splitlines() if "skipped" in line)
     assert len(skipped) == 2, proc.stderr
     assert skipped[0].startswith("visualization: skipped curves_walltime: needs column 'wall_time'")
-    assert skipped[1].startswith("visualization: skipped fits: needs the run's models") and "saved no models" in skipped[1]
+    assert skipped[1].startswith("visualization: skipped fits: needs the run's models")
+    assert "saved no models" in skipped[1]
     drawn = {p.name for p in out.iterdir()}
     for name in ("curves_epoch", "pareto", "grid_extension_steps", "grid_extension_G"):
         assert {f"{name}.png", f"{name}.pdf"} <= drawn and (out / f"{name}.png").stat().st_size > 1000, name
