@@ -1,4 +1,5 @@
 """python -m visualization end to end, from --quick runs of each section (issue 5)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
+from run_builders import no_rendering  # noqa: F401 (a fixture)
 from visualization.tables import latex, latex_escape, markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,12 +67,13 @@ def test_missing_family_is_drawn_with_a_note(tmp_path, monkeypatch):
     assert not_blank(tmp_path / "f" / "fits.png") and not (tmp_path / "f" / "grid_extension_G.png").exists()
     # the note is on the figure itself
     from utils import load_run
-    from visualization import curves, fits
+    from visualization import curves, curves_walltime, fits
     results, _, models = load_run("section1_1", results_dir=res, load_models=True)
     texts = []
     capture = lambda fig, out_dir, name: texts.extend(t.get_text() for t in fig.texts) or []
-    for module in (fits, curves):
+    for module in (fits, curves):  # curves_walltime draws with curves' save
         monkeypatch.setattr(module, "save", capture)
+    for module in (fits, curves, curves_walltime):
         module.draw("section1_1", results, models, tmp_path)
     assert texts.count("not in this run: KAN, pruned KAN") == 3  # fits + two curve figures
 
@@ -91,3 +94,87 @@ def test_latex_escapes_names():
     assert r"sin\_freq1 & 1.50e-07 \\" in tex and r"\caption{best\_per\_dataset}" in tex
     assert tex.count(r"\begin{tabular}{lr}") == 1 and tex.count(r"\end{tabular}") == 1
     assert markdown(t, ["dataset", "dense MSE"]).splitlines()[2] == "| sin_freq1 | 1.50e-07 |"
+
+
+# ----------------------------------------------------------------------------- what a figure needs (issue 14)
+
+def _saved_run(tmp_path):
+    from run_builders import current_frames
+    from utils import save_run
+    return save_run(current_frames(), "section1_1", results_dir=tmp_path, epochs=6, device="cpu", seed=0)
+
+
+def test_bad_models_file_costs_only_the_figures_drawing_models(tmp_path, capsys, no_rendering):
+    from visualization.__main__ import main
+    ts = _saved_run(tmp_path)
+    models = tmp_path / f"section1_1_{ts}_models.pt"
+    models.write_bytes(b"PK\x03\x04 not a zip")
+    assert main(["section1_1", "--results-dir", str(tmp_path), "--out", str(tmp_path / "f")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        f"visualization: skipped fits: needs the run's models ({models}: cannot be read, truncated or corrupted "
+        f"(RuntimeError))"]
+    drawn = sorted(p.name for p in (tmp_path / "f").iterdir())
+    assert len(drawn) == 13 and "fits.png" not in drawn and "curves_walltime.png" in drawn
+    assert "13 files" in captured.out and "(1 skipped)" in captured.out
+
+
+def test_a_figure_failing_on_the_data_is_skipped_and_leaves_nothing(tmp_path, capsys, monkeypatch, no_rendering):
+    from visualization import pareto
+    from visualization.__main__ import main
+    _saved_run(tmp_path)
+    real = pareto.draw
+
+    def fails_half_way(section, results, models, out_dir):
+        real(section, results, models, out_dir)  # its files are written, then it meets what it cannot use
+        raise KeyError("num_params")
+    monkeypatch.setattr(pareto, "draw", fails_half_way)
+    out = tmp_path / "f"
+    assert main(["section1_1", "--results-dir", str(tmp_path), "--out", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "pareto" in line]
+    assert lines == ["visualization: skipped pareto: KeyError 'num_params' (the run lacks something it needs)"]
+    assert not list(out.glob("pareto*")) and (out / "grid_extension_G.png").exists()
+
+
+def test_out_must_be_a_writable_folder(tmp_path, capsys):
+    from visualization.__main__ import main
+    _saved_run(tmp_path)
+    a_file = tmp_path / "figs.png"
+    a_file.write_bytes(b"x")
+    before = sorted(tmp_path.iterdir())
+    for out, says in [(a_file, "is a file, not a folder"), (a_file / "sub", "is a file, not a folder")]:
+        assert main(["section1_1", "--results-dir", str(tmp_path), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"visualization: error: --out {out}: ") and says in err
+    assert sorted(tmp_path.iterdir()) == before  # nothing drawn, nothing created
+
+
+def test_out_not_writable(tmp_path, capsys):
+    from visualization.__main__ import main
+    _saved_run(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere a mode forbids: use a read-only mount if one can be made
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("running as root and cannot mount a read-only tmpfs")
+    else:
+        locked.chmod(0o500)
+    try:
+        assert main(["section1_1", "--results-dir", str(tmp_path), "--out", str(locked / "figs")]) == 2
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(locked)], capture_output=True)
+        locked.chmod(0o700)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not writable" in err and "Traceback" not in err
+
+
+def test_an_unfinished_run_says_how_to_resume(tmp_path, capsys):
+    from utils.io import start_run
+    from visualization.__main__ import main
+    _saved_run(tmp_path)
+    ts = start_run("section1_1", results_dir=tmp_path, options={"epochs": 6})
+    assert main(["section1_1", "--results-dir", str(tmp_path), "--timestamp", ts]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unfinished" in err and f"python section1_1.py --resume {ts}" in err

@@ -4,25 +4,39 @@ A run of a section is ``<section>_<TIMESTAMP>_<model_type>.pkl`` for each model 
 ``<section>_<TIMESTAMP>_models.pt`` when trained models are passed. Only metadata that the data
 cannot answer is stored (see ``ESSENTIAL_KEYS``); depths, grids, activations, frequencies and the
 number of datasets are always derived from the DataFrames, so they can never disagree with them.
-Legacy runs (pickles without attrs plus ``<section>_<TIMESTAMP>_meta.json``) load transparently.
+
+Finished work is never lost: a checkpointed sweep claims its timestamp with ``start_run``, writes
+every finished unit of work into ``<section>_<TIMESTAMP>.partial/`` with ``save_partial`` and turns
+them into a complete run with ``finish_run``; ``load_partial`` reads them back for ``--resume``.
+Every file is written under a hidden temporary name, fsynced and renamed, with the user's umask:
+a kill or a full disk never leaves half a file under a run's name, and a failed write is a one-line
+RunError naming the file and the cause.
+
+Older runs load transparently (``utils.run_files`` knows every layout): pickles without attrs
+plus ``_meta.json``, ``<TS>_e<EPOCHS>_<model>.pkl`` names, single-file runs ``<section>_<TS>.pkl``
+(+ ``.json``) and sidecars such as ``_checkpoint_metadata.pkl`` (ignored with a note).
 
 Pickles execute code when loaded: only load runs you trust.
 """
 from __future__ import annotations
 
-import json
 import os
+import pickle
 import re
-import tempfile
+import secrets
+import shutil
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from utils import run_files
+from utils.run_files import ESSENTIAL_KEYS, MODEL_TYPES, RunError
+
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
-# What df.attrs holds, and nothing else. `seed` is optional; the others are required.
-ESSENTIAL_KEYS = ("section", "timestamp", "epochs", "device", "model_type", "seed")
+# ESSENTIAL_KEYS: what df.attrs holds, and nothing else; MODEL_TYPES: the DataFrames a run stores.
 REQUIRED_META = ("epochs", "device")
 
 # Keys an earlier pipeline stored that the data answers; refused with the place to derive them.
@@ -34,74 +48,195 @@ DERIVABLE_KEYS = {
     "num_datasets": "df['dataset_idx'].nunique()",
 }
 
-_TS = r"\d{8}_\d{6}(?:_\d+)?"  # 20251022_203715, or 20251022_203715_1 for a second run that second
+_TS = run_files.TS
 _NAME = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"
+_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _MODELS_SUFFIX = "_models.pt"
-
-
-class RunError(Exception):
-    """A user-facing storage problem; its message is one line naming the path involved."""
+_OPTIONS = "options.pickle"  # in the partial folder; never <key>.pkl, whatever the key
+# The models file records the run's model types, so a deleted DataFrame pickle is noticed.
+MODEL_TYPES_KEY = "__model_types__"
 
 
 def _results_dir(results_dir) -> Path:
     return Path(results_dir) if results_dir is not None else DEFAULT_RESULTS_DIR
 
 
-def _run_file_re(section: str) -> re.Pattern:
-    return re.compile(rf"^{re.escape(section)}_({_TS})_({_NAME})\.pkl$")
-
-
 def _ts_key(ts: str):
     """Sort key: timestamp, then the same-second counter."""
-    base, _, n = ts[:15], ts[15:16], ts[16:]
+    base, n = ts[:15], ts[16:]
     return (base, int(n) if n else 0)
+
+
+def _partial_dir(out: Path, section: str, ts: str) -> Path:
+    return out / f"{section}_{ts}.partial"
+
+
+# ----------------------------------------------------------------------------- writing files
+
+def _write_error(path: Path, e: OSError) -> RunError:
+    return RunError(f"could not write {path}: {e.strerror or e}")
+
+
+def _stage(final: Path, write, shown: Path | None = None) -> Path:
+    """Write ``final``'s content with ``write(file)`` to a temporary file next to it; return its path.
+
+    The file is created as open() creates files (mode 0666 less the umask, not mkstemp's 0600) and
+    fsynced, so once renamed its content is on disk. On any failure the temporary file is removed;
+    an OSError (full disk, permissions) becomes a one-line RunError naming ``final`` (or ``shown``,
+    where the file will end up once its temporary folder is renamed).
+    """
+    shown = shown or final
+    tmp = final.with_name(f".tmp_{final.name}.{secrets.token_hex(4)}.part")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise _write_error(shown, e) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _write_error(shown, e) from None
+        raise
+    return tmp
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make renames in ``folder`` durable (some file systems cannot fsync a folder: then skip)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _commit(folder: Path, staged: list[tuple[Path, Path]]) -> None:
+    """Rename every staged (temporary, final) pair; on failure remove them all, renamed or not."""
+    done = []
+    try:
+        for tmp, final in staged:
+            os.replace(tmp, final)
+            done.append(final)
+    except OSError as e:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise _write_error(final, e) from None
+    _fsync_dir(folder)
+
+
+def _dump(obj, f) -> None:
+    pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _make_dir(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"could not create {out}: {e.strerror or e}") from None
+    return out
 
 
 # ----------------------------------------------------------------------------- saving
 
-def _check_meta(meta: dict) -> None:
+def _check_name(section: str, who: str) -> None:
+    if not isinstance(section, str) or not re.fullmatch(_NAME, section):
+        raise RunError(f"{who}: invalid section name {section!r}")
+
+
+def _check_ts(ts: str, who: str) -> None:
+    if not isinstance(ts, str) or not re.fullmatch(_TS, ts):
+        raise RunError(f"{who}: invalid timestamp {ts!r} (expected like 20251022_203715)")
+
+
+def _check_meta(meta: dict, who: str) -> None:
     for key in meta:
         if key in DERIVABLE_KEYS:
-            raise RunError(f"save_run: '{key}' is derivable from the data, do not store it; "
+            raise RunError(f"{who}: '{key}' is derivable from the data, do not store it; "
                            f"use {DERIVABLE_KEYS[key]}")
         if key not in ESSENTIAL_KEYS or key in ("section", "timestamp", "model_type"):
             allowed = ", ".join(k for k in ESSENTIAL_KEYS if k not in ("section", "timestamp", "model_type"))
-            raise RunError(f"save_run: unknown metadata key '{key}'; allowed: {allowed}")
+            raise RunError(f"{who}: unknown metadata key '{key}'; allowed: {allowed}")
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
-        raise RunError(f"save_run: missing required metadata: {', '.join(missing)}")
+        raise RunError(f"{who}: missing required metadata: {', '.join(missing)}")
 
 
-def _claim_timestamp(out: Path, section: str) -> tuple[str, Path]:
+def _check_run(results: dict, models, meta: dict, who: str) -> None:
+    """Everything that can be refused is refused before a single file is written."""
+    _check_meta(meta, who)
+    if not results:
+        raise RunError(f"{who}: no results to save")
+    for model_type, df in results.items():
+        if model_type not in MODEL_TYPES:
+            raise RunError(f"{who}: invalid model type {model_type!r} (one of {', '.join(MODEL_TYPES)})")
+        if not isinstance(df, pd.DataFrame):
+            raise RunError(f"{who}: results['{model_type}'] is a {type(df).__name__}, not a DataFrame")
+    if models and not isinstance(models, dict):
+        raise RunError(f"{who}: models must be a dict by family, got a {type(models).__name__}")
+
+
+def _ts_taken(out: Path, section: str, ts: str) -> bool:
+    return any(out.glob(f"{section}_{ts}_*")) or any(out.glob(f"{section}_{ts}.*"))
+
+
+def _claim_timestamp(out: Path, section: str, who: str) -> tuple[str, Path]:
     """Reserve a timestamp no other run uses, even one started in the same second.
 
-    The claim is an exclusive lock file; a timestamp is taken only if no file of that run exists.
-    The lock is removed once the run is complete on disk.
+    The claim is an exclusive lock file; a timestamp is taken only if no file of that run (complete
+    or partial) exists. The caller removes the lock once the run's first file is on disk.
     """
     base = time.strftime("%Y%m%d_%H%M%S")
     for n in range(10_000):
         ts = base if n == 0 else f"{base}_{n}"
         lock = out / f".{section}_{ts}.lock"
         try:
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:
             continue
-        if any(out.glob(f"{section}_{ts}_*")):
+        except OSError as e:
+            raise _write_error(lock, e) from None
+        if _ts_taken(out, section, ts):
             lock.unlink()
             continue
         return ts, lock
-    raise RunError(f"save_run: could not claim a timestamp under {out}")
+    raise RunError(f"{who}: could not claim a timestamp under {out}")
 
 
-def _write_tmp(out: Path, writer) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp_", suffix=".part")
-    os.close(fd)
+def _write_run(out: Path, section: str, ts: str, results: dict, models, meta: dict) -> None:
+    """The writer of a complete run, shared by save_run and finish_run.
+
+    Every file is staged first and renamed only when all are written, the models file first: a
+    kill during the renames leaves a models file that names the DataFrames still missing, which
+    load_run reports. A failure removes everything this call wrote.
+    """
+    staged: list[tuple[Path, Path]] = []
     try:
-        writer(tmp)
+        if models:
+            from utils.models import to_spec  # torch/pykan only when models are saved
+            import torch
+            specs = {MODEL_TYPES_KEY: list(results), **to_spec(models)}
+            final = out / f"{section}_{ts}{_MODELS_SUFFIX}"
+            staged.append((_stage(final, lambda f: torch.save(specs, f)), final))
+        for model_type, df in results.items():
+            df = df.copy()
+            df.attrs = {"section": section, "timestamp": ts, **meta, "model_type": model_type}
+            final = out / f"{section}_{ts}_{model_type}.pkl"
+            staged.append((_stage(final, df.to_pickle), final))
+        _commit(out, staged)
     except BaseException:
-        os.unlink(tmp)
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
         raise
-    return Path(tmp)
 
 
 def save_run(results: dict, section: str, models=None, results_dir=None, **meta) -> str:
@@ -109,139 +244,272 @@ def save_run(results: dict, section: str, models=None, results_dir=None, **meta)
 
     ``results`` maps model type (mlp, siren, kan, kan_pruning) to its DataFrame. ``meta`` is the
     essential metadata (epochs, device, and seed when known). Every file is written to a temporary
-    name first and renamed only when all are written, so a crash leaves no partial run behind.
+    name first and renamed only when all are written, so a crash leaves no partial run behind; a
+    failed write (full disk, permissions) raises a one-line RunError naming the file.
     """
-    if not re.fullmatch(_NAME, section):
-        raise RunError(f"save_run: invalid section name '{section}'")
-    _check_meta(meta)
-    if not results:
-        raise RunError("save_run: no results to save")
-    for model_type, df in results.items():
-        if not re.fullmatch(_NAME, model_type) or model_type == "models":
-            raise RunError(f"save_run: invalid model type '{model_type}'")
-        if not isinstance(df, pd.DataFrame):
-            raise RunError(f"save_run: results['{model_type}'] is a {type(df).__name__}, not a DataFrame")
-
-    out = _results_dir(results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ts, lock = _claim_timestamp(out, section)
-    staged: list[tuple[Path, Path]] = []
+    _check_name(section, "save_run")
+    _check_run(results, models, meta, "save_run")
+    out = _make_dir(_results_dir(results_dir))
+    ts, lock = _claim_timestamp(out, section, "save_run")
     try:
-        if models:
-            from utils.models import to_spec  # torch/pykan only when models are saved
-            import torch
-            specs = to_spec(models)
-            staged.append((_write_tmp(out, lambda p: torch.save(specs, p)),
-                           out / f"{section}_{ts}{_MODELS_SUFFIX}"))
-        for model_type, df in results.items():
-            df = df.copy()
-            df.attrs = {"section": section, "timestamp": ts, **meta, "model_type": model_type}
-            staged.append((_write_tmp(out, df.to_pickle), out / f"{section}_{ts}_{model_type}.pkl"))
-        for tmp, final in staged:
-            os.replace(tmp, final)
+        _write_run(out, section, ts, results, models, meta)
+    finally:
+        lock.unlink(missing_ok=True)
+    return ts
+
+
+# ----------------------------------------------------------------------------- partial results
+
+def start_run(section: str, results_dir=None, options=None) -> str:
+    """Claim a timestamp and create the run's folder of partial results; return the timestamp.
+
+    The claim is save_run's (an exclusive lock, so two runs never share a timestamp). The folder
+    ``<results_dir>/<section>_<TS>.partial/`` is built under a temporary name with ``options`` (a
+    picklable dict: the command's options, read back by ``--resume``) and renamed, so a partial
+    folder always holds its options.
+    """
+    _check_name(section, "start_run")
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise RunError(f"start_run: options must be a dict, got a {type(options).__name__}")
+    out = _make_dir(_results_dir(results_dir))
+    ts, lock = _claim_timestamp(out, section, "start_run")
+    final = _partial_dir(out, section, ts)
+    tmp = out / f".tmp_{final.name}.{secrets.token_hex(4)}"
+    try:
+        try:
+            tmp.mkdir()
+        except OSError as e:
+            raise RunError(f"could not create {final}: {e.strerror or e}") from None
+        path = tmp / _OPTIONS
+        _commit(tmp, [(_stage(path, lambda f: _dump(options, f), shown=final / _OPTIONS), path)])
+        try:
+            os.rename(tmp, final)
+        except OSError as e:
+            raise RunError(f"could not create {final}: {e.strerror or e}") from None
+        _fsync_dir(out)
     except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         lock.unlink(missing_ok=True)
     return ts
 
 
-# ----------------------------------------------------------------------------- loading
-
-def list_runs(section: str, results_dir=None) -> list[str]:
-    """Timestamps of the section's runs on disk, oldest first."""
+def _existing_partial(section: str, ts: str, results_dir, who: str) -> Path:
+    _check_name(section, who)
+    _check_ts(ts, who)
     out = _results_dir(results_dir)
-    if not out.is_dir():
-        return []
-    pat = _run_file_re(section)
-    stamps = {m.group(1) for p in out.iterdir() if (m := pat.match(p.name))}
-    return sorted(stamps, key=_ts_key)
+    folder = _partial_dir(out, section, ts)
+    if not folder.is_dir():
+        others = list_unfinished(section, out)
+        raise RunError(f"{who}: no unfinished run {section} {ts} in {out} "
+                       f"(unfinished runs: {', '.join(others) if others else 'none'})")
+    return folder
+
+
+def save_partial(section: str, ts: str, key: str, payload, results_dir=None) -> Path:
+    """Atomically write one finished unit of work as ``<partial folder>/<key>.pkl``; return its path.
+
+    ``payload`` is anything picklable (dicts, lists, DataFrames, torch tensors). The file is
+    written under a temporary name, fsynced and renamed, so a kill never leaves half a unit; a
+    failed write raises a one-line RunError and keeps every unit already saved. ``key`` may use
+    only ``A-Z a-z 0-9 _ . -`` (it becomes a file name). Saving a key again replaces the unit.
+    """
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise RunError(f"save_partial: invalid key {key!r} (only letters, digits, '_', '.' and '-')")
+    folder = _existing_partial(section, ts, results_dir, "save_partial")
+    final = folder / f"{key}.pkl"
+    _commit(folder, [(_stage(final, lambda f: _dump(payload, f)), final)])
+    return final
+
+
+def _unit_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.name.endswith(".pkl") and _KEY.fullmatch(p.name[:-4]) and p.is_file())
+
+
+def load_partial(section: str, ts: str, results_dir=None) -> tuple[dict, dict]:
+    """``(options, {key: payload})`` of an unfinished run, units sorted by key.
+
+    A unit file that cannot be read (damaged outside this pipeline, which never leaves half a
+    file) is skipped with a one-line note on stderr: that unit is simply trained again on resume.
+    Unreadable options raise RunError: without them the run cannot be resumed.
+    """
+    folder = _existing_partial(section, ts, results_dir, "load_partial")
+    path = folder / _OPTIONS
+    try:
+        with open(path, "rb") as f:
+            options = pickle.load(f)
+    except Exception as e:
+        raise RunError(f"{path}: the run's options cannot be read ({type(e).__name__}); "
+                       f"this run cannot be resumed") from None
+    units = {}
+    for p in _unit_files(folder):
+        try:
+            with open(p, "rb") as f:
+                units[p.name[:-4]] = pickle.load(f)
+        except Exception as e:  # truncated pickles raise many different errors
+            print(f"note: {p}: unreadable ({type(e).__name__}), skipped; that unit will be trained again",
+                  file=sys.stderr)
+    return options, units
+
+
+def finish_run(section: str, ts: str, results: dict, models=None, results_dir=None, **meta) -> str:
+    """Write the complete run under the claimed ``ts``, then remove its partial folder; return ``ts``.
+
+    The files and their contract are exactly save_run's (same writer). If writing fails the
+    partial folder is kept, so the run can be resumed once the problem (e.g. a full disk) is fixed.
+    """
+    _check_name(section, "finish_run")
+    _check_run(results, models, meta, "finish_run")
+    folder = _existing_partial(section, ts, results_dir, "finish_run")
+    out = folder.parent
+    _write_run(out, section, ts, results, models, meta)
+    try:
+        shutil.rmtree(folder)
+    except OSError as e:  # the complete run wins over a leftover partial folder
+        print(f"note: run {section} {ts} is complete; could not remove {folder}: {e.strerror or e}",
+              file=sys.stderr)
+    return ts
+
+
+# ----------------------------------------------------------------------------- listing
+
+def list_unfinished(section: str, results_dir=None) -> list[str]:
+    """Timestamps of the section's unfinished runs (a partial folder and no complete run), oldest first."""
+    runs = run_files.scan(_results_dir(results_dir), section)
+    return sorted((ts for ts, r in runs.items() if r.partial and not r.complete), key=_ts_key)
+
+
+def list_runs(section: str, results_dir=None, include_unfinished: bool = False) -> list[str]:
+    """Timestamps of the section's complete runs on disk, oldest first (and unfinished ones if asked).
+
+    A run whose files were all written counts as complete even if its partial folder was left
+    behind (a crash between writing the run and removing the folder).
+    """
+    runs = run_files.scan(_results_dir(results_dir), section)
+    keep = [ts for ts, r in runs.items() if r.complete or (include_unfinished and r.partial)]
+    return sorted(keep, key=_ts_key)
 
 
 def list_sections(results_dir=None) -> list[str]:
-    out = _results_dir(results_dir)
-    if not out.is_dir():
-        return []
-    pat = re.compile(rf"^(.+?)_{_TS}_{_NAME}\.pkl$")
-    return sorted({m.group(1) for p in out.iterdir() if (m := pat.match(p.name))})
+    return run_files.sections(_results_dir(results_dir))
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_pickle(path)
-    except Exception as e:  # truncated or corrupted files raise many different errors
-        raise RunError(f"{path}: cannot be read, truncated or corrupted pickle "
-                       f"({type(e).__name__})") from None
-    if not isinstance(df, pd.DataFrame):
-        raise RunError(f"{path}: holds a {type(df).__name__}, not a DataFrame")
-    return df
+# ----------------------------------------------------------------------------- loading
 
-
-def _read_legacy_meta(path: Path) -> dict:
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path}: unreadable legacy metadata ({type(e).__name__})") from None
-    raw = raw.get("meta", raw) if isinstance(raw, dict) else None
-    if not isinstance(raw, dict):
-        raise RunError(f"{path}: legacy metadata is not a JSON object")
-    return raw
+def _unfinished_note(section: str, ts: str, folder: Path) -> str:
+    n = len(_unit_files(folder))
+    return (f"{ts} is unfinished ({n} unit{'s' if n != 1 else ''} of work saved in {folder}); "
+            f"resume it with: python {section}.py --resume {ts}")
 
 
 def load_run(section: str, timestamp: str | None = None, results_dir=None, load_models: bool = False):
     """Load a run: ``(results, meta)``, or ``(results, meta, models)`` with ``load_models=True``.
 
-    No timestamp means the latest run. ``meta`` is the essential metadata, taken from ``df.attrs``
-    or, for a legacy run, from its ``_meta.json`` (which then also fills the DataFrames' attrs).
+    No timestamp means the latest complete run. ``meta`` holds every essential key (section,
+    timestamp, epochs, device, seed; None where an older run does not know it), taken from
+    ``df.attrs`` or an older run's metadata; the DataFrames' attrs are filled the same way.
+    An unfinished run raises RunError saying how to resume it.
     """
     out = _results_dir(results_dir)
-    runs = list_runs(section, out)
-    if not runs:
+    runs = run_files.scan(out, section)
+    complete = sorted((ts for ts, r in runs.items() if r.complete), key=_ts_key)
+    unfinished = sorted((ts for ts, r in runs.items() if r.partial and not r.complete), key=_ts_key)
+    if timestamp is None and not complete:
+        if unfinished:
+            ts = unfinished[-1]
+            raise RunError(f"no complete runs of section '{section}' in {out}; run "
+                           + _unfinished_note(section, ts, runs[ts].partial))
         sections = list_sections(out)
         have = f"sections with runs: {', '.join(sections)}" if sections else "no runs at all"
         raise RunError(f"no runs of section '{section}' in {out} ({have})")
     if timestamp is None:
-        timestamp = runs[-1]
-    elif timestamp not in runs:
-        raise RunError(f"no run {section}_{timestamp} in {out} (runs: {', '.join(runs)})")
+        timestamp = complete[-1]
+    elif timestamp in unfinished:
+        raise RunError(f"run {section} " + _unfinished_note(section, timestamp, runs[timestamp].partial))
+    elif timestamp not in complete:
+        listed = f"runs: {', '.join(complete) or 'none'}" + (f"; unfinished: {', '.join(unfinished)}"
+                                                             if unfinished else "")
+        raise RunError(f"no run {section}_{timestamp} in {out} ({listed})")
 
-    pat = _run_file_re(section)
-    paths = sorted(p for p in out.iterdir() if (m := pat.match(p.name)) and m.group(1) == timestamp)
-    results = {}
-    for p in paths:
-        model_type = pat.match(p.name).group(2)
-        results[model_type] = _read_frame(p)
-
-    legacy = out / f"{section}_{timestamp}_meta.json"
-    meta = None
-    for model_type, df in results.items():
-        path = out / f"{section}_{timestamp}_{model_type}.pkl"
-        if not df.attrs:
-            if not legacy.exists():
-                raise RunError(f"{path}: no metadata in df.attrs and no legacy {legacy.name}")
-            raw = _read_legacy_meta(legacy)
-            df.attrs = {k: raw[k] for k in ESSENTIAL_KEYS if k in raw}
-            df.attrs.update(section=section, timestamp=timestamp, model_type=model_type)
-        run_meta = {k: v for k, v in df.attrs.items() if k != "model_type"}
-        if meta is None:
-            meta = run_meta
-        elif run_meta != meta:
-            diff = sorted(k for k in set(meta) | set(run_meta) if meta.get(k) != run_meta.get(k))
-            raise RunError(f"{path}: metadata disagrees with the other files of the run on {', '.join(diff)}")
-        if df.attrs.get("model_type") != model_type:
-            raise RunError(f"{path}: attrs say model_type={df.attrs.get('model_type')!r}")
-
+    run = runs[timestamp]
+    results, meta = run_files.read(out, section, timestamp, run)
+    models_path = out / f"{section}_{timestamp}{_MODELS_SUFFIX}"
+    _check_nothing_missing(out, section, timestamp, results, models_path, run)
     if not load_models:
         return results, meta
-    models_path = out / f"{section}_{timestamp}{_MODELS_SUFFIX}"
     if not models_path.exists():
         raise RunError(f"{models_path}: this run saved no models")
-    from utils.models import from_spec
     import torch
     try:
         specs = torch.load(models_path, weights_only=True)
     except Exception as e:
         raise RunError(f"{models_path}: cannot be read, truncated or corrupted ({type(e).__name__})") from None
-    return results, meta, from_spec(specs)
+    return results, meta, _rebuild_models(models_path, specs)
+
+
+def _recorded_model_types(path: Path) -> list[str]:
+    """The model types the models file says its run has ([] if it cannot tell).
+
+    Files written before the record existed list the families they hold models of. Memory-mapped,
+    so reading the structure does not read the weights.
+    """
+    import torch
+    try:
+        specs = torch.load(path, mmap=True, weights_only=True)
+    except Exception:  # a damaged models file costs the models, not the DataFrames
+        return []
+    if not isinstance(specs, dict):
+        return []
+    recorded = specs.get(MODEL_TYPES_KEY)
+    if isinstance(recorded, (list, tuple)):
+        return [t for t in recorded if t in MODEL_TYPES]
+    return [t for t in specs if t in MODEL_TYPES]
+
+
+def _check_nothing_missing(out, section, ts, results, models_path, run) -> None:
+    if not models_path.exists():
+        return
+    missing = [t for t in _recorded_model_types(models_path) if t not in results]
+    if missing:
+        files = ", ".join(str(out / f"{section}_{ts}_{t}.pkl") for t in missing)
+        hint = f"; its partial results are kept: python {section}.py --resume {ts}" if run.partial else ""
+        raise RunError(f"{files}: missing, but {models_path.name} says the run has "
+                       f"{', '.join(missing)} (deleted, or not copied?){hint}")
+
+
+def _one_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+def _rebuild_models(path: Path, specs):
+    """The models file's nested dicts (or lists) of ``{"__model__": spec}``, as rebuilt models.
+
+    Anything else in the file (another structure, a spec missing keys, a state dict that does not
+    fit its model) is a one-line RunError naming the file and where in it the problem is.
+    """
+    from utils.models import build_model
+    if not isinstance(specs, dict):
+        raise RunError(f"{path}: wrong structure: holds a {type(specs).__name__}, "
+                       f"not a dict of saved models by family")
+
+    def walk(node, where):
+        if isinstance(node, dict) and "__model__" in node:
+            spec = node["__model__"]
+            if not isinstance(spec, dict) or not {"family", "config", "state"} <= set(spec):
+                raise RunError(f"{path}: wrong structure at {where}: a saved model needs family, config and state")
+            try:
+                return build_model(spec)
+            except Exception as e:
+                raise RunError(f"{path}: {where} cannot be rebuilt ({_one_line(e)})") from None
+        if isinstance(node, dict):
+            return {k: walk(v, f"{where}[{k!r}]") for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        raise RunError(f"{path}: wrong structure at {where}: a {type(node).__name__}, "
+                       f"expected nested dicts of {{'__model__': spec}}")
+
+    return walk({k: v for k, v in specs.items() if k != MODEL_TYPES_KEY}, "models")

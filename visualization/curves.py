@@ -1,13 +1,17 @@
-"""Figure 2: test MSE of each family's best configuration against epoch and against wall time.
+"""Figure 2: test MSE of each family's best configuration against epoch.
 
 KAN curves are whole grid-extension trajectories; dotted lines mark the epochs where the grid was
-refined (and, for the pruned KAN, where it was pruned).
+refined (and, for the pruned KAN, where it was pruned). The same curves against wall time are
+``curves_walltime``, a figure of its own so that a run without ``wall_time`` (an older run) still
+gets its curves against epoch.
 """
-from visualization.style import (COLORS, NAMES, best_rows, config_rows, dataset_names, families, grid_of_axes,
-                                 grid_switches, missing_note, save)
+from visualization.style import (BEST_ROW_COLUMNS, COLORS, NAMES, best_rows, config_rows, dataset_names, families,
+                                 grid_of_axes, grid_switches, missing_note, save)
+
+REQUIRED_COLUMNS = BEST_ROW_COLUMNS | {"test_loss"}
 
 
-def _draw(section, results, out_dir, xcol, xlabel, name):
+def learning_curves(section, results, out_dir, xcol, xlabel, name):
     names = dataset_names(results)
     best = best_rows(results)
     fig, axes = grid_of_axes(len(names))
@@ -40,5 +44,4 @@ def _draw(section, results, out_dir, xcol, xlabel, name):
 
 
 def draw(section, results, models, out_dir):
-    return (_draw(section, results, out_dir, "epoch", "epoch (LBFGS step)", "curves_epoch")
-            + _draw(section, results, out_dir, "wall_time", "training wall time (s)", "curves_walltime"))
+    return learning_curves(section, results, out_dir, "epoch", "epoch (LBFGS step)", "curves_epoch")

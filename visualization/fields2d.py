@@ -7,7 +7,11 @@ import torch
 
 from utils.datasets import dense_grid
 from utils.pde import PROBLEMS
-from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, saved_model, save)
+from visualization.style import (BEST_ROW_COLUMNS, NAMES, best_rows, dataset_names, families, missing_note,
+                                 saved_model, save)
+
+REQUIRED_COLUMNS = BEST_ROW_COLUMNS
+NEEDS_MODELS = True
 
 
 def draw(section, results, models, out_dir):

@@ -1,8 +1,11 @@
 """Figure 1: per dataset, the truth and each family's best model, on the training domain."""
 import torch
 
-from visualization.style import (COLORS, best_rows, dataset_names, families, grid_of_axes, missing_note,
-                                 saved_model, save, short_label)
+from visualization.style import (BEST_ROW_COLUMNS, COLORS, best_rows, dataset_names, families, grid_of_axes,
+                                 missing_note, saved_model, save, short_label)
+
+REQUIRED_COLUMNS = BEST_ROW_COLUMNS
+NEEDS_MODELS = True
 
 
 def truth(section, name):

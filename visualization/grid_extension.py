@@ -9,6 +9,8 @@ import numpy as np
 from utils.summary import stage_ends
 from visualization.style import COLORS, dataset_names, grid_of_axes, grid_switches, save
 
+REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "train_loss", "test_loss"}  # and the KAN's grid_size
+
 
 def draw(section, results, models, out_dir):
     if "kan" not in results or not len(results["kan"]):

@@ -10,6 +10,8 @@ import numpy as np
 from utils.summary import stage_ends
 from visualization.style import COLORS, NAMES, dataset_names, families, grid_of_axes, missing_note, save
 
+REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
+
 
 def front(params, errors):
     """Lowest error reached with at most N parameters, for each N present."""

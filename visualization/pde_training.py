@@ -4,11 +4,12 @@ L2 error is the MSE against the exact solution on the dense grid; H1 is the grad
 """
 from utils.summary import stage_ends
 from visualization.pareto import front
-from visualization.style import (COLORS, NAMES, best_rows, config_rows, dataset_names, families, missing_note,
-                                 save)
+from visualization.style import (BEST_ROW_COLUMNS, COLORS, NAMES, best_rows, config_rows, dataset_names, families,
+                                 missing_note, save)
 import matplotlib.pyplot as plt
 
 METRICS = (("dense_mse", "L2 error (MSE vs exact u)"), ("h1_error", "H1 error (gradient MSE)"))
+REQUIRED_COLUMNS = BEST_ROW_COLUMNS | {metric for metric, _ in METRICS}
 
 
 def draw(section, results, models, out_dir):

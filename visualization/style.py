@@ -20,6 +20,9 @@ FAMILY_ORDER = ("mlp", "siren", "kan", "kan_pruning")
 COLORS = {"mlp": "#1f77b4", "siren": "#2ca02c", "kan": "#d62728", "kan_pruning": "#ff7f0e"}
 NAMES = {"mlp": "MLP", "siren": "SIREN", "kan": "KAN", "kan_pruning": "pruned KAN"}
 
+# Columns every figure that picks each family's best configuration (best_rows) reads.
+BEST_ROW_COLUMNS = frozenset({"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"})
+
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10,
                      "legend.fontsize": 7, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -77,9 +80,9 @@ def config_rows(df, family, row):
 
 def saved_model(models, family, dataset, row):
     """The trained model of the configuration ``row``, or None if the run did not save it."""
-    if row is None:
+    saved = (models or {}).get(family, {}).get(dataset)
+    if row is None or not saved:
         return None
-    saved = (models or {}).get(family, {}).get(dataset, {})
     if "seed" in row.index and model_key(family, row) in saved:
         return saved[model_key(family, row)]
     return saved.get(legacy_model_key(family, row))  # a run saved before keys named the seed

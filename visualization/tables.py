@@ -7,7 +7,9 @@ and LaTeX are formatted here rather than through pandas, whose writers need opti
 import math
 
 from utils.summary import best_per_dataset
-from visualization.style import NAMES, families
+from visualization.style import BEST_ROW_COLUMNS, NAMES, families
+
+REQUIRED_COLUMNS = BEST_ROW_COLUMNS  # max error, rel. L2 and H1 columns only where the run has them
 
 COLUMNS = [("dataset", "dataset"), ("family", "family"), ("mode", "mode"), ("config", "configuration"),
            ("num_params", "parameters"), ("dense_mse", "dense MSE"), ("dense_max_err", "max error"),
