@@ -6,25 +6,54 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils import kan_fast, load_run, pykan_compat
+from utils import load_run, pykan_compat
+from utils.config import LBFGS_OPTIONS
+from utils.kan_stack import StackedKAN
+from utils.lbfgs import BatchedLBFGS
 from utils.models import make_kan
+from utils.nets import StackedNet
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("G", [3, 100])
-def test_fast_forward_matches_pykan_on_cuda(G):
-    model = make_kan([2, 5, 1], G, seed=0, device="cuda")
-    x = torch.rand(500, 2, device="cuda", requires_grad=True)
-    with pykan_compat.original():
-        ref = model(x)
-    fast = kan_fast.forward(model, x)
-    assert fast.device.type == "cuda"
-    assert ((fast - ref).norm() / ref.norm()).item() < 1e-5
-    g_ref, = torch.autograd.grad(ref.pow(2).sum(), x)
-    g_fast, = torch.autograd.grad(fast.pow(2).sum(), x)
-    assert ((g_fast - g_ref).norm() / g_ref.norm()).item() < 1e-5
+def test_stacked_kan_matches_pykan_on_cuda(G):
+    models = [make_kan([2, 5, 1], G, seed=s, device="cuda") for s in range(3)]
+    x = torch.rand(3, 500, 2, device="cuda")
+    stacked, X = StackedKAN.from_pykan(models)
+    out = stacked.forward(X, x)
+    u, grad, lap = stacked.derivatives(X, x)
+    assert out.device.type == "cuda" and torch.isfinite(lap).all()
+    for b, m in enumerate(models):
+        with pykan_compat.original():
+            ref = m(x[b])
+        assert ((out[b] - ref).norm() / ref.norm()).item() < 1e-5
+    X2 = stacked.update_grid(X, x, torch.arange(3, device="cuda"))  # the GPU's least squares
+    assert torch.isfinite(X2).all()
+
+
+def test_batched_lbfgs_on_cuda_equals_the_cpu():
+    """The torch path of the optimizer (the GPU's) against the compiled CPU path, in float64."""
+    net = StackedNet("mlp", 1, 5, 3, "tanh")
+    X = net.init([0, 1, 2], dtype=torch.float64)
+    x = torch.rand(3, 200, 1, dtype=torch.float64)
+    y = torch.sin(6 * x)
+
+    def objective(device):
+        xd, yd = x.to(device), y.to(device)
+
+        def fun(Xb, idx):
+            Xr = Xb.clone().requires_grad_(True)
+            loss = ((net.forward(Xr, xd[idx]) - yd[idx]) ** 2).mean((1, 2))
+            return loss.detach(), torch.autograd.grad(loss.sum(), Xr)[0]
+        return fun
+
+    out = []
+    for device in ("cpu", "cuda"):
+        opt = BatchedLBFGS(3, X.shape[1], device=device, **LBFGS_OPTIONS)
+        out.append(opt.step(objective(device), X.to(device)).cpu())
+    assert ((out[0] - out[1]).norm() / out[0].norm()).item() < 1e-8
 
 
 @pytest.mark.parametrize("script", ["section1_1.py", "section1_2.py", "section1_3.py"])

@@ -176,6 +176,41 @@ def extend_grid(grid, k: int):
     return torch.cat([grid[..., :1] - h * steps.flip(0), grid, grid[..., -1:] + h * steps], -1)
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose gradient is made contiguous: the products of a layer's per-edge scales with
+    (b, in, out, n) tensors are reduced over the points in backward, and torch orders that reduction
+    by the gradient's memory layout, which differs for one member and for several (measured)."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.contiguous()
+
+
+class _EdgeGrad(torch.autograd.Function):
+    """sum_i dphi[b, i, o, n] grad[b, i, n, d] -> (b, n, o, d): the chain rule through a layer's edges.
+
+    As products and sums with their gradients computed here on contiguous tensors: autograd's
+    reductions of the broadcast products ran over strided layouts that torch orders differently
+    for one member than for several, so a member's gradient depended on its ensemble (measured)."""
+
+    @staticmethod
+    def forward(ctx, dphi, gi):
+        ctx.save_for_backward(dphi, gi)
+        return (dphi.permute(0, 3, 2, 1).unsqueeze(-1) * gi.permute(0, 2, 1, 3).unsqueeze(2)).sum(3)
+
+    @staticmethod
+    def backward(ctx, g):
+        dphi, gi = ctx.saved_tensors                                   # (b, in, out, n), (b, in, n, d)
+        gt = g.permute(0, 2, 1, 3).contiguous()                        # (b, out, n, d)
+        g_dphi = (gt.unsqueeze(1) * gi.unsqueeze(2)).sum(-1)           # (b, in, out, n)
+        g_gi = (dphi.unsqueeze(-1) * gt.unsqueeze(1)).sum(2)           # (b, in, n, d)
+        return g_dphi.contiguous(), g_gi.contiguous()
+
+
 # ----------------------------------------------------------------------------- the stacked model
 
 class StackedKAN:
@@ -279,7 +314,7 @@ class StackedKAN:
         xb = xt.view(B, n_in, 1, n_pts)
         sig = torch.sigmoid(xb)
         scale_b, scale_s, mk = sb.unsqueeze(-1), sp.unsqueeze(-1), mask.unsqueeze(-1)
-        phi = mk * (scale_b * (xb * sig) + scale_s * s)                          # (b, in, out, n)
+        phi = _ContiguousGrad.apply(mk * (scale_b * (xb * sig) + scale_s * s))   # (b, in, out, n)
         out = (a.unsqueeze(1) * phi.sum(1).transpose(1, 2) + b0.unsqueeze(1)).contiguous()
         if grad is None:
             return out, None, None, (phi, h) if record else None
@@ -293,14 +328,13 @@ class StackedKAN:
             d2 = torch.zeros_like(s)
         dsilu = sig * (1 + xb * (1 - sig))
         ddsilu = sig * (1 - sig) * (2 + xb * (1 - 2 * sig))
-        dphi = mk * (scale_b * dsilu + scale_s * d1)
-        ddphi = mk * (scale_b * ddsilu + scale_s * d2)
+        dphi = _ContiguousGrad.apply(mk * (scale_b * dsilu + scale_s * d1))
+        ddphi = _ContiguousGrad.apply(mk * (scale_b * ddsilu + scale_s * d2))
         gi = grad.permute(0, 2, 1, 3).contiguous()                               # (b, in, n, d)
         sq = (gi * gi).sum(-1)                                                   # (b, in, n)
         # sum over the inputs as products and a sum, not einsum: its batched matmul rounds a member by its
         # position in the batch (measured), which would make a member's numbers depend on its ensemble
-        new_grad = a[:, None, :, None] * (dphi.permute(0, 3, 2, 1).unsqueeze(-1)
-                                          * gi.permute(0, 2, 1, 3).unsqueeze(2)).sum(3)
+        new_grad = a[:, None, :, None] * _EdgeGrad.apply(dphi, gi)
         lap_in = lap.permute(0, 2, 1).contiguous().unsqueeze(2)
         new_lap = a.unsqueeze(1) * (ddphi * sq.unsqueeze(2) + dphi * lap_in).sum(1).transpose(1, 2)
         return out, new_grad.contiguous(), new_lap.contiguous(), (phi, h) if record else None

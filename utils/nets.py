@@ -64,6 +64,8 @@ def _matmul(h, W):
     (measured), which would make a member's numbers depend on its ensemble; the sum does not."""
     if W.shape[1] == 1:
         return (h * W).sum(-1, keepdim=True)
+    if W.shape[2] == 1:
+        return h * W.transpose(1, 2)
     return _Linear.apply(h, W, torch.zeros_like(W[:, :, 0]))
 
 
@@ -92,6 +94,8 @@ class _Linear(torch.autograd.Function):
 def _linear(h, W, b):
     if W.shape[1] == 1:
         return _matmul(h, W) + b.unsqueeze(1)
+    if W.shape[2] == 1:  # one input: a product, whose gradients torch also computes as matrix-vector products
+        return h * W.transpose(1, 2) + b.unsqueeze(1)
     return _Linear.apply(h, W, b)
 
 

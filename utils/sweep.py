@@ -13,6 +13,9 @@ import contextlib
 import multiprocessing
 import os
 import random
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -133,8 +136,31 @@ def run_ensemble(ens: Ensemble) -> list[dict]:
             for t, r, snaps in zip(ens.tasks, rows, snapshots)]
 
 
-def _init_worker():
+def _init_worker(parent: int):
+    """Worker processes: one torch thread; Ctrl-C is the parent's to handle (it stops them); and they
+    exit when the parent dies (a SIGKILL, the OOM killer, a wall-time limit), instead of running on
+    orphaned."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int):
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _stop(ex, futures):
+    """Stop a sweep now: end the worker processes (the pool then fails what they were running and what
+    waited) or, on Dask, cancel what has not finished."""
+    if isinstance(ex, ProcessPoolExecutor):
+        for proc in list(ex._processes.values()):
+            proc.terminate()
+        ex.shutdown(wait=False)
+    else:
+        for fut in futures:
+            fut.cancel()
 
 
 @contextlib.contextmanager
@@ -145,33 +171,62 @@ def _executor(workers: int, scheduler: str | None):
             yield client.get_executor()
     elif workers > 1:
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch's thread pools and CUDA
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as ex:
+        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+        try:
             yield ex
+        finally:
+            ex.shutdown(wait=True)
     else:
         yield None
 
 
-def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: bool = True, together=True):
-    """Results (rows and model specs) of every task, in task order, however they were run."""
-    ensembles = group(tasks, together)
+def run_sweep(work, workers: int = 1, scheduler: str | None = None, progress: bool = True, together=True,
+              finished=None, on_result=None):
+    """Results (rows and model specs) of every task, in task order, however they were run.
+
+    ``work``: tasks (grouped into ensembles here) or ensembles. ``finished`` maps the index of an
+    ensemble already trained (a resumed run) to its results; ``on_result(index, results)`` is called
+    in this process as each ensemble finishes (checkpointing). An interrupt or a failing
+    ``on_result`` stops the workers at once and propagates; what finished before stays finished.
+    """
+    ensembles = list(work) if work and isinstance(work[0], Ensemble) else group(work, together)
+    finished = dict(finished or {})
+    tasks = [t for e in ensembles for t in e.tasks]
     position = {t: i for i, t in enumerate(tasks)}
     results = [None] * len(tasks)
-    order = sorted(range(len(ensembles)), key=lambda i: -ensembles[i].cost())
+    todo = sorted((i for i in range(len(ensembles)) if i not in finished), key=lambda i: -ensembles[i].cost())
     bar = tqdm(total=len(tasks), desc="sweep", unit="model", disable=not progress, dynamic_ncols=True)
 
-    def store(ens, out):
-        for t, r in zip(ens.tasks, out):
+    def store(i, out, new=True):
+        if new and on_result is not None:
+            on_result(i, out)
+        for t, r in zip(ensembles[i].tasks, out):
             results[position[t]] = r
-        bar.update(len(ens.tasks))
+        bar.update(len(ensembles[i].tasks))
 
-    with bar, _executor(min(workers, len(ensembles)), scheduler) as ex:
-        if ex is None:
-            for i in order:
-                store(ensembles[i], run_ensemble(ensembles[i]))
-        else:
-            futures = {ex.submit(run_ensemble, ensembles[i]): i for i in order}
-            for fut in as_completed(futures):
-                store(ensembles[futures[fut]], fut.result())
+    previous = signal.getsignal(signal.SIGINT)
+    with bar:
+        for i, out in finished.items():
+            store(i, out, new=False)
+        with _executor(min(workers, max(len(todo), 1)), scheduler) as ex:
+            if ex is None:
+                for i in todo:
+                    store(i, run_ensemble(ensembles[i]))
+                return results
+            futures = {ex.submit(run_ensemble, ensembles[i]): i for i in todo}
+            try:
+                for fut in as_completed(futures):
+                    store(futures[fut], fut.result())
+            except BaseException as e:
+                main = threading.current_thread() is threading.main_thread()
+                if main:  # a second Ctrl-C must not break the cleanup, nor the caller's exit after an interrupt
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    _stop(ex, futures)
+                finally:
+                    if main and not isinstance(e, KeyboardInterrupt):
+                        signal.signal(signal.SIGINT, previous)
+                raise
     return results
 
 
