@@ -14,7 +14,7 @@ import pandas as pd
 from utils.config import DEFAULT_EPOCHS, QUICK_EPOCHS, QUICK_PDE_POINTS
 from utils.io import DEFAULT_RESULTS_DIR, RunError, save_run
 from utils.sweep import FAMILIES, SETTINGS, build_tasks, collect, default_workers, run_sweep
-from utils.summary import best_per_dataset
+from utils.summary import summary_text
 
 MAX_SEED = 2 ** 32  # numpy's and pykan's seeds must lie in [0, 2**32)
 
@@ -194,13 +194,8 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
     except (RunError, OSError) as e:
         die(prog, f"could not save the run: {e}", 1)
 
-    table = best_per_dataset(frames)
-    print(f"\nBest dense MSE per dataset and family ({time.perf_counter() - t0:.1f} s):")
-    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3e}".format):
-        print(table.drop(columns=["dataset_idx"]).to_string(index=False))
-    diverged = table[table["any_diverged"]] if len(table) else table
-    if len(diverged):
-        print(f"\nNaN divergences recorded in: {', '.join(sorted(set(diverged['dataset'] + '/' + diverged['family'])))}")
+    print(f"\nTrained in {time.perf_counter() - t0:.1f} s.")
+    print(summary_text(frames))
     print(f"\nSaved run {section} {ts}:")
     for name in sorted(p.name for p in args.results_dir.glob(f"{section}_{ts}_*")):
         print(f"  {args.results_dir / name}")
