@@ -94,7 +94,9 @@ def selected_rows(frames: dict) -> pd.DataFrame:
 
     Columns: the row's own, plus ``family``, ``config`` (its label) and ``selected_by`` (the metric
     the rule used). A seed that never reached the selected stage (it diverged earlier) has a row of
-    NaN metrics. Families come in FAMILY_ORDER; datasets in their ``dataset_idx`` order.
+    NaN metrics. Families come in FAMILY_ORDER; datasets in their ``dataset_idx`` order. Columns that
+    only some families have are NaN in the others' rows, which turns integer columns into floats:
+    select one family at a time where the values must keep their type (model keys).
     """
     out = []
     for family, df in frames.items():

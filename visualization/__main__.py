@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 from utils.io import DEFAULT_RESULTS_DIR, RunError, load_run
-from visualization import curves, fields2d, fits, grid_extension, pareto, pde_training, tables
+from visualization import (cross_sections, curves, efficiency, fields2d, fits, grid_extension, head_to_head, pareto,
+                           pde_training, surfaces, tables, time_to_accuracy)
 
+TABLES = [tables, head_to_head, efficiency, time_to_accuracy]
 FIGURES = {  # which figure families apply to which section
-    "section1_1": [fits, curves, pareto, grid_extension, tables],
-    "section1_2": [fits, curves, pareto, grid_extension, pde_training, tables],
-    "section1_3": [fields2d, curves, pareto, grid_extension, pde_training, tables],
+    "section1_1": [fits, curves, pareto, grid_extension, *TABLES],
+    "section1_2": [fits, curves, pareto, grid_extension, pde_training, *TABLES],
+    "section1_3": [fields2d, cross_sections, surfaces, curves, pareto, grid_extension, pde_training, *TABLES],
 }
 
 
