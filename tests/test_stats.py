@@ -181,7 +181,8 @@ def test_time_to_accuracy_hand_count():
 def test_time_to_accuracy_kan_stops_at_its_selected_stage_and_pruned_kan_counts_from_the_start():
     # KAN: selected stage G=3 (val 0.1 < 0.2); the run reaches 1e-5 only in G=5, after its selected stage
     kan = frame(run("kan", 0, {}, [{"grid_size": 3, "val": 0.1, "dense_mse": 1e-4},
-                                   {"grid_size": 5, "val": 0.2, "dense_mse": 1e-6}])).rename(columns={"val": "val_loss"})
+                                   {"grid_size": 5, "val": 0.2, "dense_mse": 1e-6}]))
+    kan = kan.rename(columns={"val": "val_loss"})
     r = time_to_accuracy({"kan": kan}).iloc[0]
     assert r["config"] == "G=3" and r["epochs_to_1e-03"] == 1 and r["epochs_to_1e-05"] == INF
     # pruned KAN: the sparsify epoch reaches 1e-3 first, but only the pruned network counts: epoch 2, 2 s

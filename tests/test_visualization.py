@@ -180,20 +180,24 @@ def captured_figures(module, section, results, models, monkeypatch, tmp_path):
     return figs
 
 
-def bands(fig):
+def spread_marks(fig):
+    """Bands (filled areas) and error bars drawn on a figure."""
     from matplotlib.collections import PolyCollection
-    return sum(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)
+    from matplotlib.container import ErrorbarContainer
+    return sum(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections) + sum(
+        isinstance(c, ErrorbarContainer) for ax in fig.axes for c in ax.containers)
 
 
-def test_several_seeds_draw_bands_one_seed_draws_lines(runs, monkeypatch, tmp_path):
+def test_several_seeds_draw_spread_one_seed_draws_as_before(runs, monkeypatch, tmp_path):
     from utils import load_run
-    from visualization import curves, grid_extension
+    from visualization import curves, grid_extension, pareto
     r3, _ = load_run("section1_1", results_dir=runs)
     r1, _ = load_run("section1_2", results_dir=runs)
-    for module in (curves, grid_extension):
+    for module in (curves, grid_extension, pareto):
         three = captured_figures(module, "section1_1", r3, {}, monkeypatch, tmp_path)
         one = captured_figures(module, "section1_2", r1, {}, monkeypatch, tmp_path)
-        assert all(bands(f) > 0 for f in three.values()) and all(bands(f) == 0 for f in one.values()), module
+        assert all(spread_marks(f) > 0 for f in three.values()), module
+        assert all(spread_marks(f) == 0 for f in one.values()), module
         assert all("median over 3 seeds" in f._suptitle.get_text() for f in three.values())
         assert not any("seeds" in f._suptitle.get_text() for f in one.values())
     import matplotlib.pyplot as plt

@@ -53,7 +53,8 @@ def draw(section, results, models, out_dir):
             ax.set_xlabel("x")
             ax.set_ylabel("y")
             ax.grid(False)
-        which = f" (of {seed_count(results)} seeds, the one with the median L2 error)" if seed_count(results) > 1 else ""
+        n_seeds = seed_count(results)
+        which = f" (of {n_seeds} seeds, the one with the median L2 error)" if n_seeds > 1 else ""
         fig.suptitle(f"{section} {name}: selected model of each family{which}; errors on one colour scale")
         missing_note(fig, results)
         paths += save(fig, out_dir, f"fields_{name}")

@@ -9,6 +9,7 @@ draws one model draws the seed whose error is the median.
 from __future__ import annotations
 
 import math
+import weakref
 from pathlib import Path
 
 import matplotlib
@@ -20,8 +21,9 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from utils.configs import config_columns, config_label, stage_ends  # noqa: E402, F401
-from utils.stats import IQR_FROM, representative, run_rows, selected_rows, spread, spread_bounds, with_seed  # noqa: E402
+from utils.configs import config_label  # noqa: E402
+from utils.stats import (IQR_FROM, representative, run_rows, selected_rows, spread, spread_bounds,  # noqa: E402
+                         with_seed)
 from utils.sweep import legacy_model_key, model_key  # noqa: E402
 
 FAMILY_ORDER = ("mlp", "siren", "kan", "kan_pruning")
@@ -68,7 +70,7 @@ def best_rows(results, metric="dense_mse"):
     """
     best = {}
     for fam in families(results):  # one family at a time: its integer columns stay integers (model keys)
-        for ds, rows in selected_rows({fam: results[fam]}).groupby("dataset_name", sort=False):
+        for ds, rows in family_selection(results[fam], fam).groupby("dataset_name", sort=False):
             row = representative(rows, metric)
             if row is None:  # every seed diverged: the first seed's row, if it has one
                 row = next((r for _, r in rows.iterrows() if pd.notna(r["epoch"])), None)
@@ -77,11 +79,24 @@ def best_rows(results, metric="dense_mse"):
     return best
 
 
+_SELECTIONS = {}  # id(DataFrame) -> (weak reference to it, family, its selected_rows)
+
+
+def family_selection(df, family):
+    """``selected_rows`` of one family's DataFrame, computed once per DataFrame (figures ask for every
+    dataset; a full run's selection takes about a second). The cache keeps no DataFrame alive."""
+    hit = _SELECTIONS.get(id(df))
+    if hit is None or hit[0]() is not df or hit[1] != family:
+        ref = weakref.ref(df, lambda _, key=id(df): _SELECTIONS.pop(key, None))
+        hit = _SELECTIONS[id(df)] = (ref, family, selected_rows({family: df}))
+    return hit[2]
+
+
 def selected_runs(results, family, dataset) -> list:
     """Every seed's training run (all epochs; a KAN's through all its grids) of the configuration
     selected for ``family`` on ``dataset``."""
     df = with_seed(results[family])
-    sel = selected_rows({family: results[family]})
+    sel = family_selection(results[family], family)
     sel = sel[sel["dataset_name"] == dataset]
     runs = [run_rows(df, family, row) for _, row in sel.iterrows()]
     return [r for r in runs if len(r)]
