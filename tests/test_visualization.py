@@ -267,3 +267,23 @@ def test_latex_tables_compile(drawn, tmp_path):
     assert (tmp_path / "tables.pdf").stat().st_size > 1000
     log = (tmp_path / "tables.log").read_text(errors="replace")
     assert "LaTeX Warning: Reference" not in log and "Undefined control sequence" not in log
+
+
+def test_run_without_seed_or_validation_columns_draws_everything(runs, tmp_path):
+    """An older run (no seed column, no val_loss): every figure and table, selected by the older rule,
+    which every caption names."""
+    from utils import load_run
+    from visualization.__main__ import FIGURES
+    results, _, models = load_run("section1_1", results_dir=runs, load_models=True)
+    old = {f: df[df["seed"] == 0].drop(columns=["seed", "val_loss"]) for f, df in results.items()}
+    written = []
+    for module in FIGURES["section1_1"]:
+        written += module.draw("section1_1", old, models, tmp_path)
+    assert len(written) == 2 * len(EXPECTED["section1_1"]) + 3 * len(TABLES)
+    assert all(p.stat().st_size > 100 for p in written)
+    for name in TABLES:
+        assert "this run has no validation loss" in (tmp_path / f"{name}.md").read_text()
+    table = pd.read_csv(tmp_path / "best_per_dataset.csv")
+    assert set(table["selected_by"]) == {"dense_mse"} and set(table["seeds"]) == {1}
+    import matplotlib.pyplot as plt
+    plt.close("all")

@@ -201,8 +201,8 @@ def time_to_accuracy(frames: dict, thresholds=THRESHOLDS, metric: str = REPORT) 
     """Per dataset and family: the median over seeds of the epochs and the training seconds the
     selected configuration took to first reach ``metric`` <= each threshold.
 
-    A KAN's selected configuration is a grid stage: its run counts up to the end of that stage. A
-    seed that never reaches a threshold counts as +inf, so the median is +inf ("not reached") when
+    A KAN's selected configuration is a grid stage: its run counts up to the end of that stage (all
+    of it for a seed that diverged before reaching the stage). A seed that never reaches a threshold counts as +inf, so the median is +inf ("not reached") when
     half of the seeds or more did not; ``reached_<t>`` counts the seeds that did.
     """
     sel = selected_rows(frames)
