@@ -9,7 +9,8 @@ the epochs where the grid was refined (and, for the pruned KAN, where it was pru
 import pandas as pd
 
 from visualization.style import (COLORS, NAMES, PDE_SECTIONS, band, dataset_names, epoch_axis, families, grid_of_axes,
-                                 grid_switches, missing_note, save, seed_count, selected_runs, spread_note)
+                                 grid_switches, missing_note, save, seed_count, selected_runs, shared_legend,
+                                 spread_note)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "test_loss", "dense_mse", "num_params"}
 
@@ -47,7 +48,7 @@ def _draw(section, results, out_dir, xcol, xlabel, name):
         ax.set_title(ds)
         epoch_axis(ax) if xcol == "epoch" else ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.legend(loc="best")
+    shared_legend(fig, axes)
     note = spread_note(seed_count(results))
     fig.suptitle(f"{section}: learning curves of each family's selected configuration"
                  f"{' (' + note + ')' if note else ''}\n(dotted: KAN grid refinements; dashed: pruning)")

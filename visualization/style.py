@@ -9,6 +9,7 @@ draws one model draws the seed whose error is the median.
 from __future__ import annotations
 
 import math
+import textwrap
 import weakref
 from pathlib import Path
 
@@ -225,6 +226,9 @@ def grid_switches(rows):
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    if fig.get_suptitle():  # a title wider than the figure would be cut: wrap it to the figure's width
+        width = max(40, int(fig.get_figwidth() * 11))
+        fig.suptitle("\n".join(textwrap.fill(line, width) for line in fig.get_suptitle().split("\n")))
     bottom = 0.02 + (0.4 / fig.get_figheight() if fig.legends else 0)  # room for shared_legend
     fig.tight_layout(rect=(0, bottom, 1, 1))
     for p in paths:
