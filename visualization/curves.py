@@ -50,8 +50,8 @@ def _draw(section, results, out_dir, xcol, xlabel, name):
         ax.set_ylabel(ylabel)
     shared_legend(fig, axes)
     note = spread_note(seed_count(results))
-    fig.suptitle(f"{section}: learning curves of each family's selected configuration"
-                 f"{' (' + note + ')' if note else ''}\n(dotted: KAN grid refinements; dashed: pruning)")
+    fig.suptitle(f"{section}: learning curves of each family's selected configuration\n"
+                 f"({note + '; ' if note else ''}dotted: KAN grid refinements; dashed: pruning)")
     missing_note(fig, results)
     return save(fig, out_dir, name)
 

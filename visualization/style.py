@@ -228,7 +228,7 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     if fig.get_suptitle():  # a title wider than the figure would be cut: wrap it to the figure's width
         width = max(40, int(fig.get_figwidth() * 11))
-        fig.suptitle("\n".join(textwrap.fill(line, width) for line in fig.get_suptitle().split("\n")))
+        fig.suptitle("\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in fig.get_suptitle().split("\n")))
     bottom = 0.02 + (0.4 / fig.get_figheight() if fig.legends else 0)  # room for shared_legend
     fig.tight_layout(rect=(0, bottom, 1, 1))
     for p in paths:
