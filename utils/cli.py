@@ -15,12 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from utils.config import DEFAULT_EPOCHS, QUICK_EPOCHS, QUICK_PDE_POINTS
 from utils.io import (DEFAULT_RESULTS_DIR, RunError, finish_run, list_unfinished, load_partial, save_partial,
                       start_run)
-from utils.summary import best_per_dataset
+from utils.summary import summary_text
 from utils.sweep import FAMILIES, SETTINGS, build_tasks, collect, default_workers, group, run_sweep
 
 MAX_SEED = 2 ** 32  # numpy's and pykan's seeds must lie in [0, 2**32)
@@ -304,10 +302,5 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
 
 
 def print_summary(frames, seconds):
-    table = best_per_dataset(frames)
-    print(f"\nBest dense MSE per dataset and family ({seconds:.1f} s):")
-    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3e}".format):
-        print(table.drop(columns=["dataset_idx"]).to_string(index=False))
-    diverged = table[table["any_diverged"]] if len(table) else table
-    if len(diverged):
-        print(f"\nNaN divergences recorded in: {', '.join(sorted(set(diverged['dataset'] + '/' + diverged['family'])))}")
+    print(f"\nTrained in {seconds:.1f} s.")
+    print(summary_text(frames))

@@ -1,62 +1,48 @@
-"""Best configuration per dataset per family, from a run's DataFrames alone.
+"""The end-of-run summary: each family's selected configuration per dataset, from the DataFrames alone.
 
-A configuration's result is its row at the last epoch it trained; for KANs every grid stage is a
-configuration of its own (the model at the end of that grid), since test error is U-shaped in G.
+The selection rule and the statistics over seeds live in ``utils/stats.py``; this module keeps the
+names the section scripts, the figures and users' notebooks import, and writes the printout.
 """
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-CONFIG_COLUMNS = {"mlp": ["depth", "activation"], "siren": ["depth"], "kan": ["grid_size"],
-                  "kan_pruning": ["stage", "grid_size"]}
+from utils.configs import CONFIG_COLUMNS, candidates, config_columns, config_label, stage_ends  # noqa: F401
+from utils.stats import IQR_FROM, REPORT, best_per_dataset, selection_rule  # noqa: F401
+
+NAMES = {"mlp": "MLP", "siren": "SIREN", "kan": "KAN", "kan_pruning": "pruned KAN"}
 
 
-def config_columns(family: str, df: pd.DataFrame) -> list[str]:
-    return [c for c in ["mode"] + CONFIG_COLUMNS.get(family, []) if c in df.columns]
-
-
-def stage_ends(df: pd.DataFrame, family: str) -> pd.DataFrame:
-    """The last row of every (dataset, configuration), in first-appearance order."""
-    keys = ["dataset_idx"] + config_columns(family, df)
-    return df.loc[df.groupby(keys, sort=False)["epoch"].idxmax()]
-
-
-def config_label(family: str, row) -> str:
-    parts = []
-    for c in CONFIG_COLUMNS.get(family, []):
-        if c not in row:  # older runs' pruned KANs have no stage column
-            continue
-        v = row[c]
-        parts.append(f"G={v}" if c == "grid_size" else f"{c}={v}" if c == "depth" else str(v))
-    return " ".join(parts) or family
-
-
-def best_per_dataset(frames: dict, metric: str = "dense_mse") -> pd.DataFrame:
-    """One row per (dataset, family): the configuration with the lowest ``metric``.
-
-    ``any_diverged`` flags a family some configuration of which ended in NaN on that dataset.
-    Columns older runs lack (``dense_max_err``, the pruned KAN's ``is_pruned``) are left out.
-    """
-    out = []
-    for family, df in frames.items():
-        if df.empty:
-            continue
-        ends = stage_ends(df, family)
-        if family == "kan_pruning" and "is_pruned" in ends and ends["is_pruned"].any():
-            ends = ends[ends["is_pruned"]]
-        for (idx, name), group in ends.groupby(["dataset_idx", "dataset_name"], sort=True):
-            finite = group[group[metric].map(lambda v: math.isfinite(v))]
-            row = finite.loc[finite[metric].idxmin()] if len(finite) else group.iloc[-1]
-            extra = {c: row[c] for c in ("dense_max_err", "dense_rel_l2", "h1_error") if c in row.index}
-            out.append({"dataset_idx": idx, "dataset": name, "family": family,
-                        **({"mode": row["mode"]} if "mode" in row.index else {}),
-                        "config": config_label(family, row), "num_params": int(row["num_params"]),
-                        metric: row[metric], **extra,
-                        "any_diverged": bool(group[metric].isna().any() or not len(finite))})
-    table = pd.DataFrame(out)
-    if len(table):
-        order = {f: i for i, f in enumerate(frames)}
-        table = table.sort_values(["dataset_idx", "family"], key=lambda s: s.map(order) if s.name == "family" else s)
-    return table.reset_index(drop=True)
+def summary_text(frames: dict) -> str:
+    """What a section prints when its run is saved: the best configuration of each family per dataset
+    with its dense MSE (with several seeds: the median, the spread and the diverged seeds), the
+    selection rule in one line, and where training diverged."""
+    table = best_per_dataset(frames)
+    if not len(table):
+        return "Best dense MSE per dataset and family: no results."
+    several = table["seeds"].max() > 1
+    shown = pd.DataFrame({"dataset": table["dataset"], "family": table["family"].map(lambda f: NAMES.get(f, f))})
+    if "mode" in table:
+        shown["mode"] = table["mode"]
+    shown["config"] = table["config"]
+    shown["params"] = table["num_params"]
+    fmt = "{:.3e}".format
+    if several:
+        shown["dense MSE (median)"] = table[REPORT].map(fmt)
+        shown["spread"] = [f"{fmt(lo)} .. {fmt(hi)}" if k else "" for lo, hi, k in
+                           zip(table[f"{REPORT}_lo"], table[f"{REPORT}_hi"], table["spread"])]
+        shown["diverged"] = [f"{d}/{n}" for d, n in zip(table["diverged"], table["seeds"])]
+        head = (f"Best dense MSE per dataset and family: median over {table['seeds'].max()} seeds; spread = "
+                f"interquartile range, min-max below {IQR_FROM} finished seeds; diverged seeds of all:")
+    else:
+        shown["dense MSE"] = table[REPORT].map(fmt)
+        for c, name in (("dense_max_err", "max error"), ("dense_rel_l2", "rel. L2"), ("h1_error", "H1 error")):
+            if c in table:
+                shown[name] = table[c].map(fmt)
+        head = "Best dense MSE per dataset and family:"
+    lines = [head, shown.to_string(index=False), selection_rule(frames)]
+    diverged = table[table["any_diverged"]]
+    if len(diverged):
+        lines.append("NaN divergences recorded in: "
+                     + ", ".join(sorted(set(diverged["dataset"] + "/" + diverged["family"]))))
+    return "\n".join(lines)

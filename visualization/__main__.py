@@ -22,15 +22,16 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from utils.io import DEFAULT_RESULTS_DIR, RunError, load_run
-from visualization import (curves, curves_walltime, fields2d, fits, grid_extension, pareto, pde_training,
-                           tables)
+from visualization import (cross_sections, curves, curves_walltime, efficiency, fields2d, fits, grid_extension,
+                           head_to_head, pareto, pde_training, surfaces, tables, time_to_accuracy)
 
 PROG = "visualization"
-COMMON = [curves, curves_walltime, pareto, grid_extension]
+TABLES = [tables, head_to_head, efficiency, time_to_accuracy]
 FIGURES = {  # which figure modules apply to which section
-    "section1_1": [fits, *COMMON, tables],
-    "section1_2": [fits, *COMMON, pde_training, tables],
-    "section1_3": [fields2d, *COMMON, pde_training, tables],
+    "section1_1": [fits, curves, curves_walltime, pareto, grid_extension, *TABLES],
+    "section1_2": [fits, curves, curves_walltime, pareto, grid_extension, pde_training, *TABLES],
+    "section1_3": [fields2d, cross_sections, surfaces, curves, curves_walltime, pareto, grid_extension, pde_training,
+                   *TABLES],
 }
 
 

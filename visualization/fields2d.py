@@ -1,16 +1,17 @@
 """Figure 5: 2D problems: truth, each family's prediction and its error on the 100 x 100 grid.
 
-Error panels of one problem share one colour scale, so families compare at a glance.
+Error panels of one problem share one colour scale, so families compare at a glance. Each family
+is drawn by its selected configuration's median seed (``style.best_rows``).
 """
 import matplotlib.pyplot as plt
 import torch
 
 from utils.datasets import dense_grid
 from utils.pde import PROBLEMS
-from visualization.style import (BEST_ROW_COLUMNS, NAMES, best_rows, dataset_names, families, missing_note,
-                                 saved_model, save)
+from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, saved_model, save,
+                                 seed_count)
 
-REQUIRED_COLUMNS = BEST_ROW_COLUMNS
+REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
 
 
@@ -42,7 +43,8 @@ def draw(section, results, models, out_dir):
         axes[1][0].axis("off")
         for j, (fam, (p, row)) in enumerate(preds.items(), start=1):
             im = show(axes[0][j], p, vmin=vmin, vmax=vmax, cmap="viridis")
-            axes[0][j].set_title(f"{NAMES[fam]} ({int(row['num_params'])} params)")
+            seed = f", seed {int(row['seed'])}" if seed_count(results) > 1 else ""
+            axes[0][j].set_title(f"{NAMES[fam]} ({int(row['num_params'])} params{seed})")
             fig.colorbar(im, ax=axes[0][j], shrink=0.8)
             im = show(axes[1][j], (p - u).abs(), vmin=0, vmax=emax, cmap="magma")
             axes[1][j].set_title(f"|error|, L2 {row['dense_mse']:.1e}")
@@ -51,7 +53,9 @@ def draw(section, results, models, out_dir):
             ax.set_xlabel("x")
             ax.set_ylabel("y")
             ax.grid(False)
-        fig.suptitle(f"{section} {name}: best model of each family; errors on one colour scale")
+        n_seeds = seed_count(results)
+        which = f" (of {n_seeds} seeds, the one with the median L2 error)" if n_seeds > 1 else ""
+        fig.suptitle(f"{section} {name}: selected model of each family{which}; errors on one colour scale")
         missing_note(fig, results)
         paths += save(fig, out_dir, f"fields_{name}")
     return paths

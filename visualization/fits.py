@@ -1,10 +1,14 @@
-"""Figure 1: per dataset, the truth and each family's best model, on the training domain."""
+"""Figure 1: per dataset, the truth and each family's selected model, on the training domain.
+
+With several seeds each family is drawn by the seed of its selected configuration whose dense error
+is the median (``style.best_rows``); the legend names it.
+"""
 import torch
 
-from visualization.style import (BEST_ROW_COLUMNS, COLORS, best_rows, dataset_names, families, grid_of_axes,
-                                 missing_note, saved_model, save, short_label)
+from visualization.style import (COLORS, best_rows, dataset_names, families, grid_of_axes, missing_note,
+                                 saved_model, save, seed_count, short_label)
 
-REQUIRED_COLUMNS = BEST_ROW_COLUMNS
+REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
 
 
@@ -21,7 +25,8 @@ def truth(section, name):
 def draw(section, results, models, out_dir):
     names = dataset_names(results)
     best = best_rows(results)
-    fig, axes = grid_of_axes(len(names))
+    n_seeds = seed_count(results)
+    fig, axes = grid_of_axes(len(names), size=(4.6, 4.4))
     for ax, name in zip(axes, names):
         fn, ((lo, hi),) = truth(section, name)
         x = torch.linspace(lo, hi, 1000)[:, None]
@@ -31,10 +36,11 @@ def draw(section, results, models, out_dir):
             model = saved_model(models, fam, name, row)
             if model is None:
                 continue
-            ax.plot(x, model(x), color=COLORS[fam], lw=1.1, label=short_label(fam, row))
+            ax.plot(x, model(x), color=COLORS[fam], lw=1.1, label=short_label(fam, row, n_seeds))
         ax.set_title(name)
         ax.set_xlabel("x")
-        ax.legend(loc="best")
-    fig.suptitle(f"{section}: best model of each family (dense MSE on the training domain)")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=6.5)  # below: hides no curve
+    which = f" (of {n_seeds} seeds, the one with the median error)" if n_seeds > 1 else ""
+    fig.suptitle(f"{section}: selected model of each family{which}; dense MSE on the training domain")
     missing_note(fig, results)
     return save(fig, out_dir, "fits")

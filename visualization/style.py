@@ -1,19 +1,30 @@
 """Shared look of every figure, and the few helpers every figure module needs.
 
 Everything a figure shows comes from a saved run: the DataFrames (swept values are derived from
-their columns, never from stored metadata) and the saved models.
+their columns, never from stored metadata) and the saved models. Each family is shown by the
+configuration ``utils/stats.py`` selects; with several seeds a curve is the median over seeds with a
+band (interquartile range, min-max below 4 seeds), a point the median with bars, and a figure that
+draws one model draws the seed whose error is the median.
 """
 from __future__ import annotations
 
 import math
+import textwrap
+import weakref
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
-from utils.summary import best_per_dataset, config_columns, config_label, stage_ends  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from utils.configs import config_label  # noqa: E402
+from utils.stats import (IQR_FROM, representative, run_rows, selected_rows, spread, spread_bounds,  # noqa: E402
+                         with_seed)
 from utils.sweep import legacy_model_key, model_key  # noqa: E402
 
 FAMILY_ORDER = ("mlp", "siren", "kan", "kan_pruning")
@@ -56,26 +67,125 @@ def grid_of_axes(n, ncols=3, size=(4.6, 3.4), **kw):
 
 
 def best_rows(results, metric="dense_mse"):
-    """{(dataset, family): the best configuration's stage-end row}, with its full row from the data."""
-    table = best_per_dataset({f: results[f] for f in families(results)}, metric)
+    """{(dataset, family): the stage-end row of the selected configuration's median seed}.
+
+    The median seed (``utils.stats.representative``) is the model a figure of one model per family
+    shows; with one seed it is that seed.
+    """
     best = {}
-    for _, t in table.iterrows():
-        df = results[t["family"]]
-        ends = stage_ends(df, t["family"])
-        ends = ends[ends["dataset_name"] == t["dataset"]]
-        match = ends[ends.apply(lambda r: config_label(t["family"], r) == t["config"], axis=1)]
-        if len(match):
-            best[(t["dataset"], t["family"])] = match.iloc[0]
+    for fam in families(results):  # one family at a time: its integer columns stay integers (model keys)
+        for ds, rows in family_selection(results[fam], fam).groupby("dataset_name", sort=False):
+            row = representative(rows, metric)
+            if row is None:  # every seed diverged: the first seed's row, if it has one
+                row = next((r for _, r in rows.iterrows() if pd.notna(r["epoch"])), None)
+            if row is not None:
+                best[(ds, fam)] = row
     return best
 
 
+_SELECTIONS = {}  # id(DataFrame) -> (weak reference to it, family, its selected_rows)
+
+
+def family_selection(df, family):
+    """``selected_rows`` of one family's DataFrame, computed once per DataFrame (figures ask for every
+    dataset; a full run's selection takes about a second). The cache keeps no DataFrame alive."""
+    hit = _SELECTIONS.get(id(df))
+    if hit is None or hit[0]() is not df or hit[1] != family:
+        ref = weakref.ref(df, lambda _, key=id(df): _SELECTIONS.pop(key, None))
+        hit = _SELECTIONS[id(df)] = (ref, family, selected_rows({family: df}))
+    return hit[2]
+
+
+def selected_runs(results, family, dataset) -> list:
+    """Every seed's training run (all epochs; a KAN's through all its grids) of the configuration
+    selected for ``family`` on ``dataset``."""
+    df = with_seed(results[family])
+    sel = family_selection(results[family], family)
+    sel = sel[sel["dataset_name"] == dataset]
+    runs = [run_rows(df, family, row) for _, row in sel.iterrows()]
+    return [r for r in runs if len(r)]
+
+
 def config_rows(df, family, row):
-    """All epochs of the configuration ``row`` belongs to (for KANs: the whole grid trajectory)."""
-    cols = [c for c in config_columns(family, df) if c not in ("grid_size", "stage")]
-    mask = df["dataset_idx"] == row["dataset_idx"]
-    for c in cols:
-        mask &= df[c] == row[c]
-    return df[mask]
+    """All epochs of the training run ``row`` belongs to (for KANs: the whole grid trajectory)."""
+    return run_rows(df, family, row)
+
+
+def epoch_axis(ax):
+    """Epochs are whole LBFGS steps: no tick at 1.25."""
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("epoch (LBFGS step)")
+
+
+def shared_legend(fig, axes):
+    """One legend for all panels, below them, where it hides no data."""
+    entries = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, h)
+    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=len(entries), frameon=False,
+               bbox_to_anchor=(0.5, 0.0 + 0.15 / fig.get_figheight()), fontsize=8)
+
+
+def params_axis(ax):
+    """Log axis of parameter counts labelled with plain numbers (1, 2, 5 x 10^k), no crowded minor labels."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("parameters")
+
+
+def seed_count(results) -> int:
+    return max([with_seed(results[f])["seed"].nunique() for f in families(results)] or [1])
+
+
+def spread_note(n_seeds: int, what="band") -> str:
+    """How a figure with several seeds summarizes them, for its title; '' for one seed."""
+    if n_seeds <= 1:
+        return ""
+    kind = "interquartile range" if n_seeds >= IQR_FROM else "min-max"
+    return f"median over {n_seeds} seeds, {what}: {kind}"
+
+
+def band(ax, runs, xcol, ycol, color, label, **kw):
+    """One line per family: the median of ``ycol`` over the seeds' ``runs`` at each epoch, with a
+    shaded band from ``spread_bounds``; one run is drawn as its own line. Against wall time, x is
+    the median over seeds of the cumulative wall time at that epoch. Returns the median line."""
+    if not runs:
+        return None
+    if len(runs) == 1:
+        r = runs[0]
+        return ax.plot(r[xcol], r[ycol], color=color, label=label, **{"lw": 1.2, **kw})[0]
+    long = pd.concat([r.assign(_run=i) for i, r in enumerate(runs)])
+    y = long.set_index(["epoch", "_run"])[ycol].unstack("_run").sort_index()
+    x = y.index.to_numpy(float) if xcol == "epoch" else long.groupby("epoch")[xcol].median().reindex(y.index)
+    b = spread_bounds(y)
+    line = ax.plot(x, b["median"], color=color, label=label, **{"lw": 1.2, **kw})[0]
+    ax.fill_between(x, b["lo"], b["hi"], color=color, alpha=0.18, lw=0)
+    return line
+
+
+def medians(ends, columns, by):
+    """Per configuration (``by``), over its seeds: the median and spread of each of ``columns``
+    (``<col>``, ``<col>_lo``, ``<col>_hi``), for points with error bars."""
+    out = []
+    for key, g in ends.groupby(by, sort=False, dropna=False):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for c in columns:
+            s = spread(g[c])
+            row.update({c: s["median"], f"{c}_lo": s["lo"], f"{c}_hi": s["hi"]})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def error_bars(ax, table, xcol, ycol, color, **kw):
+    """Medians with bars from ``medians`` (log axes: bars as lower and upper offsets)."""
+    t = table[np.isfinite(table[ycol].astype(float))]
+    yerr = np.vstack([t[ycol] - t[f"{ycol}_lo"], t[f"{ycol}_hi"] - t[ycol]])
+    xerr = np.vstack([t[xcol] - t[f"{xcol}_lo"], t[f"{xcol}_hi"] - t[xcol]]) if f"{xcol}_lo" in t else None
+    ax.errorbar(t[xcol], t[ycol], yerr=yerr, xerr=xerr, fmt="none", ecolor=color, elinewidth=0.8, capsize=2,
+                alpha=0.6, **kw)
 
 
 def saved_model(models, family, dataset, row):
@@ -88,8 +198,25 @@ def saved_model(models, family, dataset, row):
     return saved.get(legacy_model_key(family, row))  # a run saved before keys named the seed
 
 
-def short_label(family, row) -> str:
-    return f"{NAMES[family]} {config_label(family, row)}, {int(row['num_params'])} params, MSE {row['dense_mse']:.1e}"
+def short_label(family, row, seeds: int = 1) -> str:
+    seed = f", seed {int(row['seed'])}" if seeds > 1 and "seed" in row.index else ""
+    return (f"{NAMES[family]} {config_label(family, row)}, {int(row['num_params'])} params, "
+            f"MSE {row['dense_mse']:.1e}{seed}")
+
+
+PDE_SECTIONS = ("section1_2", "section1_3")
+
+
+def loss_label(section, results) -> str:
+    """What ``train_loss``, ``val_loss`` and ``test_loss`` hold in this section: an MSE against the
+    target in section 1.1 and in supervised PDE runs, the physics-informed objective (residual and
+    boundary terms, not an error against u) in PINN runs."""
+    if section not in PDE_SECTIONS:
+        return "MSE"
+    modes = {m for f in families(results) if "mode" in results[f] for m in results[f]["mode"].dropna().unique()}
+    if modes == {"supervised"}:
+        return "MSE against u samples"
+    return "physics-informed loss" if modes <= {"pinn"} else "loss (PINN: physics-informed; supervised: MSE)"
 
 
 def grid_switches(rows):
@@ -102,7 +229,11 @@ def grid_switches(rows):
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    if fig.get_suptitle():  # a title wider than the figure would be cut: wrap it to the figure's width
+        width = max(40, int(fig.get_figwidth() * 11))
+        fig.suptitle("\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in fig.get_suptitle().split("\n")))
+    bottom = 0.02 + (0.4 / fig.get_figheight() if fig.legends else 0)  # room for shared_legend
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     for p in paths:
         fig.savefig(p)
     plt.close(fig)

@@ -1,61 +1,56 @@
-"""Table: best dense error per dataset per family, with configuration and parameter count.
+"""Table: each family's selected configuration per dataset, its dense error and the spread over seeds.
 
-Written as CSV (for analysis), Markdown (for notes) and a LaTeX tabular (for the paper). Markdown
-and LaTeX are formatted here rather than through pandas, whose writers need optional packages
-(tabulate, jinja2); LaTeX special characters in names are escaped.
+CSV holds the numbers (median, spread bounds, seeds, diverged seeds); Markdown and LaTeX show them
+for reading, with the selection rule in the caption (``table_writers``).
 """
-import math
+from utils.stats import IQR_FROM, best_per_dataset, selection_rule
+from visualization.style import NAMES, families, seed_count
+from visualization.table_writers import fmt, latex, latex_escape, markdown, write  # noqa: F401 (tests import them)
 
-from utils.summary import best_per_dataset
-from visualization.style import BEST_ROW_COLUMNS, NAMES, families
-
-REQUIRED_COLUMNS = BEST_ROW_COLUMNS  # max error, rel. L2 and H1 columns only where the run has them
-
+REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 COLUMNS = [("dataset", "dataset"), ("family", "family"), ("mode", "mode"), ("config", "configuration"),
            ("num_params", "parameters"), ("dense_mse", "dense MSE"), ("dense_max_err", "max error"),
            ("dense_rel_l2", "rel. L2"), ("h1_error", "H1 error")]
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
-def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIAL.get(c, c) for c in str(text))
-
-
-def _fmt(value):
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.2e}"
-    return str(value)
+def spread_cell(lo, hi, kind) -> str:
+    return f"{fmt(lo)} to {fmt(hi)} ({kind})" if kind else ""
 
 
 def table(results):
+    """(the numbers for the CSV, the table shown, its headers)."""
     t = best_per_dataset({f: results[f] for f in families(results)})
     t["family"] = t["family"].map(NAMES)
     cols = [(c, h) for c, h in COLUMNS if c in t.columns]
-    return t[[c for c, _ in cols]], [h for _, h in cols]
+    shown = t[[c for c, _ in cols]].copy()
+    headers = [h for _, h in cols]
+    if seed_count(results) > 1:
+        at = shown.columns.get_loc("dense_mse")
+        shown.insert(at + 1, "spread", [spread_cell(*v) for v in zip(t["dense_mse_lo"], t["dense_mse_hi"],
+                                                                        t["spread"])])
+        shown.insert(at + 2, "diverged", [f"{d}/{n}" for d, n in zip(t["diverged"], t["seeds"])])
+        headers[at] = "dense MSE (median)"
+        headers[at + 1:at + 1] = ["spread", "diverged seeds"]
+        shown["num_params"] = shown["num_params"].map(lambda v: f"{v:g}")  # a median may be x.5
+    data = t.drop(columns=["dataset_idx"]).rename(columns={"num_params": "num_params_median"}
+                                                  if seed_count(results) > 1 else {})
+    return data, shown, headers
 
 
-def markdown(t, headers) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in t.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
-def latex(t, headers, caption) -> str:
-    numeric = [t[c].dtype.kind in "fi" for c in t.columns]
-    spec = "".join("r" if n else "l" for n in numeric)
-    body = [" & ".join(latex_escape(_fmt(v)) for v in row) + r" \\" for row in t.itertuples(index=False)]
-    return "\n".join([r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
-                      rf"\begin{{tabular}}{{{spec}}}", r"\hline",
-                      " & ".join(latex_escape(h) for h in headers) + r" \\", r"\hline", *body, r"\hline",
-                      r"\end{tabular}", r"\end{table}", ""])
+def caption(section, results, what, spread=True):
+    """The caption every table of a run carries: what it shows, the selection rule, the seeds."""
+    frames = {f: results[f] for f in families(results)}
+    n = seed_count(results)
+    seeds = ""
+    if n > 1:
+        seeds = (f" Medians over {n} seeds; spread: the interquartile range, min-max below {IQR_FROM} finished "
+                 f"seeds; diverged: seeds whose selected model ended in NaN." if spread else f" {n} seeds.")
+    pde = " Dense MSE is the L2 error against the exact solution u." if section != "section1_1" else ""
+    return f"{section}: {what}. {selection_rule(frames)}{seeds}{pde}"
 
 
 def draw(section, results, models, out_dir):
-    t, headers = table(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "best_per_dataset.csv", out_dir / "best_per_dataset.md", out_dir / "best_per_dataset.tex"]
-    t.set_axis(headers, axis=1).to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(t, headers))
-    paths[2].write_text(latex(t, headers, f"{section}: best dense error per dataset and family"))
-    return paths
+    data, shown, headers = table(results)
+    return write(out_dir, "best_per_dataset", data, shown, headers,
+                 caption(section, results, "dense error of each family's selected configuration per dataset"))
+

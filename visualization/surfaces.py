@@ -1,0 +1,61 @@
+"""Figure 8 (2D PDE problems): 3D surfaces of the exact solution and each family's prediction.
+
+Where ``fields2d`` compares errors on one colour scale, these show the shape each model learned:
+every panel of a problem shares the same z range and colour scale, so a flattened or tilted
+solution stands out. Each family is drawn by its selected configuration's median seed.
+"""
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from utils.pde import PROBLEMS
+from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, saved_model, save,
+                                 seed_count)
+
+REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
+NEEDS_MODELS = True
+N_SURFACE = 60  # points per axis: smooth surfaces, and a mesh the eye can still follow
+
+
+@torch.no_grad()
+def surface(pde, fn):
+    """(X, Y, Z) of ``fn`` on an N_SURFACE x N_SURFACE grid of the problem's domain."""
+    (x0, x1), (y0, y1) = pde.domain
+    X, Y = np.meshgrid(np.linspace(x0, x1, N_SURFACE), np.linspace(y0, y1, N_SURFACE), indexing="xy")
+    pts = torch.tensor(np.stack([X.ravel(), Y.ravel()], 1), dtype=torch.get_default_dtype())
+    return X, Y, fn(pts).reshape(X.shape).double().numpy()
+
+
+def draw(section, results, models, out_dir):
+    best = best_rows(results)
+    n_seeds = seed_count(results)
+    paths = []
+    for name in dataset_names(results):
+        pde = PROBLEMS[name]
+        panels = [("exact u", surface(pde, pde.u))]
+        for fam in families(results):
+            row = best.get((name, fam))
+            model = saved_model(models, fam, name, row)
+            if model is not None:
+                seed = f", seed {int(row['seed'])}" if n_seeds > 1 else ""
+                panels.append((f"{NAMES[fam]} {row['config']}{seed}\nL2 error {row['dense_mse']:.1e}",
+                               surface(pde, model)))
+        zs = np.concatenate([z.ravel() for _, (_, _, z) in panels])
+        zlo, zhi = float(np.nanmin(zs)), float(np.nanmax(zs))
+        ncol = min(len(panels), 3)
+        nrow = int(np.ceil(len(panels) / ncol))
+        fig = plt.figure(figsize=(4.2 * ncol, 3.7 * nrow))
+        for i, (title, (X, Y, Z)) in enumerate(panels, start=1):
+            ax = fig.add_subplot(nrow, ncol, i, projection="3d")
+            ax.plot_surface(X, Y, Z, cmap="viridis", vmin=zlo, vmax=zhi, linewidth=0, antialiased=True)
+            ax.set_zlim(zlo, zhi)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("x")
+            ax.set_ylabel("y")
+            ax.set_zlabel("u")
+            ax.view_init(elev=28, azim=-60)
+        which = f" (of {n_seeds} seeds, the one with the median L2 error)" if n_seeds > 1 else ""
+        fig.suptitle(f"{section} {name}: exact solution and each family's selected model{which}; one z scale")
+        missing_note(fig, results)
+        paths += save(fig, out_dir, f"surfaces_{name}")
+    return paths
