@@ -1,12 +1,17 @@
-"""Benchmarks, printed side by side in one run: python bench/bench.py [--quick]
+"""Benchmarks, printed side by side in one run: python bench/bench.py [--quick] [--parts 1234567]
 
 1. ms per KAN training step (one LBFGS step of 20 iterations, full batch, [1,5,1], 1000 points):
    pykan's fit() with its defaults (torch's default thread count), pykan's fit() with 1 thread,
-   and this pipeline's training, at G = 3, 20, 100. Every timed run starts from the same model.
+   and this pipeline (one member, the compiled objective), at G = 3, 20, 100, from the same model.
 2. The same forward for the same parameters: pykan's model(x) against the pipeline's.
 3. Final test error of both on the same grid schedule and step budget.
-4. Wall time and peak memory (all processes of the run together) of section1_1.py with one worker
-   and with all cores.
+4. ms per loss-and-gradient evaluation of B tanh MLPs [1,5,5,1] on 1000 points, B = 1, 9, 45, 135:
+   the members together (one batched evaluation) and one by one; on the CPU, and on CUDA if present.
+5. ms per 2D PINN loss-and-gradient evaluation (10,000 interior + 800 boundary points) per family at
+   B = 1 and B = 20: the engine (forward-mode Laplacian, members batched) against the previous path
+   (nested autograd for the Laplacian, one model at a time).
+6. section1_1.py --epochs E --models mlp siren: wall time with ensembles and --one-by-one.
+7. Wall time and peak memory (all processes) of section1_1.py with one worker and with all cores.
 """
 from __future__ import annotations
 
@@ -28,10 +33,15 @@ import torch  # noqa: E402
 
 from kan import KAN  # noqa: E402
 
-from utils import kan_fast, pykan_compat  # noqa: E402
+from utils import pykan_compat  # noqa: E402
+from utils.config import LBFGS_OPTIONS  # noqa: E402
 from utils.datasets import FUNCTIONS_1D, RegressionProblem  # noqa: E402
+from utils.kan_stack import StackedKAN  # noqa: E402
 from utils.models import KAN_CKPT_DIR, make_kan  # noqa: E402
-from utils.training import Recorder, grid_update_schedule, kan_objective, run_steps, train_kan  # noqa: E402
+from utils.nets import StackedNet  # noqa: E402
+from utils.objectives import StackedProblem  # noqa: E402
+from utils.pde import PoissonProblem, derivatives  # noqa: E402
+from utils.training import KanStage, Members, autograd_objective  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()
 
@@ -42,6 +52,12 @@ def problem():
 
 def dataset(p):
     return {"train_input": p.train_x, "train_label": p.train_y, "test_input": p.test_x, "test_label": p.test_y}
+
+
+def quiet_fit(model, p, steps):
+    """pykan's fit() with its defaults; its progress bar goes to /dev/null."""
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        model.fit(dataset(p), steps=steps)
 
 
 def pykan_ms_per_step(G, steps, threads):
@@ -55,20 +71,20 @@ def pykan_ms_per_step(G, steps, threads):
         return (time.perf_counter() - t0) / steps * 1e3
 
 
-def quiet_fit(model, p, steps):
-    """pykan's fit() with its defaults; its progress bar goes to /dev/null."""
-    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
-        model.fit(dataset(p), steps=steps)
+def kan_stage(p, G):
+    """One KAN member on problem p, ready to train as a section run trains it."""
+    sp = StackedProblem([p])
+    kans = [make_kan([1, 5, 1], G, seed=0)]
+    stacked, X = StackedKAN.from_pykan(kans)
+    log = Members([{}])
+    return KanStage(sp, stacked, X, kans, log, [0], "cpu", torch.get_default_dtype(), {}), log
 
 
 def pipeline_ms_per_step(G, steps):
     torch.set_num_threads(1)
-    p = problem()
-    model = make_kan([1, 5, 1], G, seed=0)
-    rec = Recorder(p, {})  # its wall_time counts training only, not the metrics it records
-    run_steps(kan_objective(model, p), steps, rec, lambda x: kan_fast.forward(model, x), model,
-              grid_update_schedule(model, p.train_x))
-    return rec.wall / steps * 1e3
+    run, log = kan_stage(problem(), G)
+    run.train(steps, [0])
+    return log.wall[0] / steps * 1e3  # training time only, not the metrics recorded after each step
 
 
 def forward_agreement():
@@ -79,13 +95,14 @@ def forward_agreement():
         x = torch.rand(1000, 1) * 2 - 1
         with pykan_compat.original():
             ref = model(x)
-        out = kan_fast.forward(model, x)
+        stacked, X = StackedKAN.from_pykan([model])
+        out = stacked.forward(X, x[None])[0]
         worst = max(worst, ((out - ref).norm() / ref.norm()).item())
     return worst
 
 
 def final_test_error(grids, steps_per_grid):
-    """pykan: fit() then refine() at each grid; pipeline: train_kan with the same budget."""
+    """pykan: fit() then refine() at each grid; pipeline: the same schedule."""
     torch.set_num_threads(1)
     p = problem()
     with pykan_compat.original():
@@ -97,15 +114,94 @@ def final_test_error(grids, steps_per_grid):
             quiet_fit(model, p, steps_per_grid)
         with torch.no_grad():
             pykan_mse = torch.mean((model(p.test_x) - p.test_y) ** 2).item()
-    rec = Recorder(p, {})
-    train_kan(p, steps_per_grid * len(grids), rec, seed=0, grids=grids)
-    return pykan_mse, rec.rows[-1]["test_loss"]
+    run, log = kan_stage(p, grids[0])
+    run.schedule([steps_per_grid] * len(grids), grids, [0], "kan", [[]])
+    return pykan_mse, log.rows[0][-1]["test_loss"]
 
 
-def run_section(epochs, workers):
+def timed(fun, reps):
+    fun()  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fun()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / reps * 1e3
+
+
+def mlp_evaluations(device, reps):
+    """ms per loss-and-gradient of B MLPs: together, and one by one."""
+    torch.set_num_threads(1)
+    net = StackedNet("mlp", 1, 5, 3, "tanh")
+    rows = []
+    for B in (1, 9, 45, 135):
+        X = net.init(list(range(B)), device=device)
+        x = torch.rand(B, 1000, 1, device=device)
+        y = torch.sin(6 * x)
+
+        def loss_and_grad(Xb, xb, yb):
+            Xr = Xb.detach().requires_grad_(True)
+            loss = ((net.forward(Xr, xb) - yb) ** 2).mean((1, 2))
+            return torch.autograd.grad(loss.sum(), Xr)[0]
+
+        together = timed(lambda: loss_and_grad(X, x, y), reps)
+        alone = timed(lambda: [loss_and_grad(X[b:b + 1], x[b:b + 1], y[b:b + 1]) for b in range(B)],
+                      max(1, reps // B))
+        rows.append((B, together, alone))
+    return rows
+
+
+def nested_pinn_loss(forward, p):
+    """The previous path: the Laplacian by nested autograd through one model's forward."""
+    boundary = torch.mean(forward(p.train_b) ** 2)
+    _, _, lap = derivatives(forward, p.train_x, create_graph=True)
+    return p.alpha * torch.mean((p.pde.sign * lap - p.f_train) ** 2) + boundary
+
+
+def pinn_evaluations(reps):
+    """ms per 2D PINN loss-and-gradient per family, at B = 1 and 20: engine vs nested autograd one by one."""
+    torch.set_num_threads(1)
+    names = ("poisson_2d_sin", "poisson_2d_poly", "poisson_2d_highfreq", "poisson_2d_spec")
+    rows = []
+    for family, make in (("mlp", lambda: StackedNet("mlp", 2, 5, 4, "tanh")),
+                         ("siren", lambda: StackedNet("siren", 2, 5, 4)),
+                         ("kan", None)):
+        for B in (1, 20):
+            problems = [PoissonProblem(names[b % 4], b // 4, b % 4) for b in range(B)]
+            sp = StackedProblem(problems)
+            if make:
+                model = make()
+                X = model.init(list(range(B)))
+                singles = []
+                for b in range(B):
+                    m = model.module(X[b])
+                    singles.append((m, list(m.parameters())))
+            else:
+                kans = [make_kan([2, 5, 1], 10, seed=b) for b in range(B)]
+                model, X = StackedKAN.from_pykan(kans)
+                singles = []
+                for b in range(B):
+                    one, Xb = StackedKAN.from_pykan([kans[b]])
+                    Xb = Xb.requires_grad_(True)
+                    singles.append((lambda x, one=one, Xb=Xb: one.forward(Xb, x[None])[0], [Xb]))
+            fun = autograd_objective(sp, model, torch.get_default_dtype())
+            idx = torch.arange(B)
+            engine = timed(lambda: fun(X.double(), idx), reps)
+
+            def one_by_one():
+                for (forward, params), p in zip(singles, problems):
+                    torch.autograd.grad(nested_pinn_loss(forward, p), params)
+            previous = timed(one_by_one, max(1, reps // B))
+            rows.append((family, B, engine, previous))
+    return rows
+
+
+def run_section(args, workers):
     """Wall time and peak resident memory summed over the process tree, sampled every 50 ms."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, str(ROOT / "section1_1.py"), "--epochs", str(epochs), "--workers", str(workers),
+        cmd = [sys.executable, str(ROOT / "section1_1.py"), *args, "--workers", str(workers),
                "--results-dir", out, "--no-progress"]
         t0 = time.perf_counter()
         proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -124,15 +220,16 @@ def run_section(epochs, workers):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller section run")
-    ap.add_argument("--steps", type=int, default=10, help="training steps per timing")
-    ap.add_argument("--section-epochs", type=int, default=10, help="--epochs of the section1_1.py runs")
-    ap.add_argument("--parts", default="1234", help="which parts to run, e.g. 13")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller section runs")
+    ap.add_argument("--steps", type=int, default=10, help="training steps per timing (part 1)")
+    ap.add_argument("--section-epochs", type=int, default=100, help="--epochs of the section1_1.py runs (parts 6, 7)")
+    ap.add_argument("--parts", default="1234567", help="which parts to run, e.g. 13")
     args = ap.parse_args()
     reps = 1 if args.quick else 5
     os.makedirs(KAN_CKPT_DIR, exist_ok=True)
 
-    print(f"torch {torch.__version__}, default threads {DEFAULT_THREADS}, {os.cpu_count()} cores\n")
+    print(f"torch {torch.__version__}, default threads {DEFAULT_THREADS}, {os.cpu_count()} cores, "
+          f"{'CUDA: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA'}\n")
     if "1" in args.parts:
         print("1. ms per KAN training step (median of %d runs of %d steps; speedups: median of the runs' ratios)"
               % (reps, args.steps))
@@ -156,10 +253,26 @@ def main():
         print(f"\n3. final test MSE, grids {grids}, {per} steps per grid: pykan {pk:.3e}, pipeline {ours:.3e} "
               f"(ratio {ours / pk:.2f})")
     if "4" in args.parts:
-        epochs = 3 if args.quick else args.section_epochs
-        print(f"\n4. section1_1.py --epochs {epochs} (all families, all nine datasets)")
+        for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+            print(f"\n4. ms per loss-and-gradient evaluation, B tanh MLPs [1,5,5,1], 1000 points each, {device}")
+            print(f"{'B':>5} {'together':>10} {'one by one':>11} {'speedup':>8}")
+            for B, together, alone in mlp_evaluations(device, 20 if not args.quick else 3):
+                print(f"{B:>5} {together:>10.2f} {alone:>11.2f} {alone / together:>7.1f}x", flush=True)
+    if "5" in args.parts:
+        print("\n5. ms per 2D PINN loss-and-gradient evaluation, 10,000 interior + 800 boundary points per member")
+        print(f"{'family':>7} {'B':>3} {'engine':>9} {'nested autograd, one by one':>28} {'speedup':>8}")
+        for family, B, engine, previous in pinn_evaluations(5 if not args.quick else 1):
+            print(f"{family:>7} {B:>3} {engine:>9.1f} {previous:>28.1f} {previous / engine:>7.1f}x", flush=True)
+    epochs = 3 if args.quick else args.section_epochs
+    if "6" in args.parts:
+        print(f"\n6. section1_1.py --epochs {epochs} --models mlp siren, all nine datasets, {os.cpu_count()} workers")
+        for label, extra in (("ensembles", []), ("one by one", ["--one-by-one"])):
+            wall, mem = run_section(["--epochs", str(epochs), "--models", "mlp", "siren", *extra], os.cpu_count())
+            print(f"   {label:>10}: {wall:6.1f} s wall, peak memory {mem:.2f} GiB", flush=True)
+    if "7" in args.parts:
+        print(f"\n7. section1_1.py --epochs {epochs} (all families, all nine datasets)")
         for workers in (1, os.cpu_count()):
-            wall, mem = run_section(epochs, workers)
+            wall, mem = run_section(["--epochs", str(epochs)], workers)
             print(f"   --workers {workers}: {wall:6.1f} s wall, peak memory {mem:.2f} GiB", flush=True)
 
 

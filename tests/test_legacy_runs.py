@@ -129,10 +129,11 @@ def test_figures_of_an_older_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     skipped = sorted(line for line in proc.stderr.splitlines() if "skipped" in line)
-    assert len(skipped) == 2, proc.stderr
-    assert skipped[0].startswith("visualization: skipped curves_walltime: needs column 'wall_time'")
-    assert skipped[1].startswith("visualization: skipped fits: needs the run's models")
-    assert "saved no models" in skipped[1]
+    assert len(skipped) == 4, proc.stderr
+    for line, figure in zip(skipped, ("curves_walltime", "efficiency", "fits", "time_to_accuracy")):
+        assert line.startswith(f"visualization: skipped {figure}: "), line
+    assert "needs column 'wall_time'" in skipped[0] + skipped[1] + skipped[3]
+    assert "needs the run's models" in skipped[2] and "saved no models" in skipped[2]
     drawn = {p.name for p in out.iterdir()}
     for name in ("curves_epoch", "pareto", "grid_extension_steps", "grid_extension_G"):
         assert {f"{name}.png", f"{name}.pdf"} <= drawn and (out / f"{name}.png").stat().st_size > 1000, name

@@ -6,7 +6,6 @@ import torch
 
 from utils import pykan_compat
 from utils.models import make_kan
-from utils.training import safe_update_grid
 
 
 def test_installed_in_the_modules_pykan_calls_it_from():
@@ -56,7 +55,7 @@ def test_grid_update_is_bitwise_reproducible_across_allocations():
         junk = [torch.empty(37 * i + 1).fill_(i) for _ in range(i)]  # shift the allocator's state
         x = torch.rand(1000, 1, generator=torch.Generator().manual_seed(0))
         model = make_kan([1, 5, 1], 5, seed=3)
-        safe_update_grid(model, x)
+        model.update_grid(x)
         model.cache_data = x
         states.append(model.refine(10).state_dict())
         del junk
@@ -64,11 +63,11 @@ def test_grid_update_is_bitwise_reproducible_across_allocations():
         assert all(torch.equal(s[k], states[0][k]) for k in s)
 
 
-def test_collapsed_grid_update_is_undone_quietly(capfd):
-    """Constant samples collapse a grid: the update is undone, and LAPACK prints nothing to stdout."""
+def test_collapsed_grid_is_an_error_before_lapack_sees_it(capfd):
+    """Constant samples collapse a grid: a LinAlgError (the caller undoes the update), and LAPACK
+    prints nothing to stdout (MKL printed an error line for each such solve)."""
     model = make_kan([1, 3, 1], 5, seed=0)
-    before = [layer.grid.clone() for layer in model.act_fun]
-    safe_update_grid(model, torch.full((200, 1), 0.5))
-    assert all(torch.equal(layer.grid, g) for layer, g in zip(model.act_fun, before))
+    with pytest.raises(torch.linalg.LinAlgError, match="collapsed grid"):
+        model.update_grid(torch.full((200, 1), 0.5))
     out, err = capfd.readouterr()
     assert "MKL" not in out + err and "SGELSD" not in out + err

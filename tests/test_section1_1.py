@@ -10,9 +10,9 @@ import torch
 
 from utils import load_run
 from utils.datasets import FUNCTIONS_1D, RegressionProblem
+from utils.families import FAMILIES
 from utils.summary import best_per_dataset
-from utils.training import Recorder, train_kan, train_net
-from utils.models import MLP
+from utils.sweep import Ensemble, Task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,17 +129,22 @@ def test_help_lists_every_option(tmp_path):
 
 
 def _nan_problem():
-    fn = lambda x: torch.where(x < 0.5, torch.sin(x), torch.full_like(x, float("nan")))
+    fn = lambda x: torch.where(x < 0.5, torch.sin(x), torch.full_like(x, float("nan")))  # noqa: E731
     return RegressionProblem("broken", fn, seed=0, dataset_idx=0)
+
+
+def _train_alone(family, config, problem, epochs, grids=()):
+    task = Task("section1_1", family, 0, "broken", 0, epochs, "cpu", tuple(config.items()), grids)
+    base = [{"dataset_idx": 0, "dataset_name": "broken", "seed": 0, **config}]
+    rows, _ = FAMILIES[family].train(Ensemble((task,)), [problem], base, config)
+    return pd.DataFrame(rows[0])
 
 
 def test_nan_divergence_is_recorded_and_training_stops():
     p = _nan_problem()
-    rec = Recorder(p, {"dataset_idx": 0, "dataset_name": "broken"})
-    train_net(MLP(1, 5, 2, "tanh"), p, 5, rec)
-    assert len(rec.rows) == 1 and math.isnan(rec.rows[0]["train_loss"])
-    rec_k = Recorder(p, {"dataset_idx": 0, "dataset_name": "broken"})
-    train_kan(p, 6, rec_k, grids=(3, 5, 10))
-    assert len(rec_k.rows) == 1 and math.isnan(rec_k.rows[0]["dense_mse"])
-    table = best_per_dataset({"mlp": pd.DataFrame(rec.rows).assign(depth=2, activation="tanh")})
+    mlp = _train_alone("mlp", {"width": 5, "depth": 2, "activation": "tanh"}, p, 5)
+    assert len(mlp) == 1 and math.isnan(mlp["train_loss"].iloc[0])
+    kan = _train_alone("kan", {"width": 5}, p, 6, (3, 5, 10))
+    assert len(kan) == 1 and math.isnan(kan["dense_mse"].iloc[0])
+    table = best_per_dataset({"mlp": mlp})
     assert table["any_diverged"].all()

@@ -142,8 +142,8 @@ def test_bad_models_file_costs_only_the_figures_drawing_models(tmp_path, capsys,
         f"visualization: skipped fits: needs the run's models ({models}: cannot be read, truncated or corrupted "
         f"(RuntimeError))"]
     drawn = sorted(p.name for p in (tmp_path / "f").iterdir())
-    assert len(drawn) == 13 and "fits.png" not in drawn and "curves_walltime.png" in drawn
-    assert "13 files" in captured.out and "(1 skipped)" in captured.out
+    assert len(drawn) == 22 and "fits.png" not in drawn and "curves_walltime.png" in drawn  # 10 figure files, 4 tables x 3
+    assert "22 files" in captured.out and "(1 skipped)" in captured.out
 
 
 def test_a_figure_failing_on_the_data_is_skipped_and_leaves_nothing(tmp_path, capsys, monkeypatch, no_rendering):

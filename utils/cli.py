@@ -261,6 +261,12 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
     finished = {i: done[k] for i, k in enumerate(keys) if k in done}
     workers = worker_count(prog, args, options["device"], len(ensembles) - len(finished))
 
+    if args.scheduler:  # before anything is written: an unreachable cluster is a mistake in the command
+        try:
+            from distributed import Client
+            Client(args.scheduler, timeout="10s").close()
+        except OSError as e:
+            die(prog, f"--scheduler {args.scheduler}: cannot reach the Dask scheduler ({e})")
     try:
         ts = args.resume or start_run(section, args.results_dir, options)
     except RunError as e:

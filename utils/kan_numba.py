@@ -166,9 +166,9 @@ class _Member:
         order = torch.argsort(x[:, 0])  # the loss is a mean: the order is free, sorted walks are short
         x, self.y = x[order].detach(), _numpy(y[order])
         L = len(stacked.width) - 1
-        (N0,), first = local_bases(x.t().contiguous(), stacked.grids[0][b], 3)   # (in, 4, batch), (in, batch)
+        (N0,), first = local_bases(x.t().double().contiguous(), stacked.grids[0][b].double(), 3)  # in float64
         self.M0, self.N0 = first.T.cpu().numpy().copy(), _numpy(N0.permute(2, 0, 1)).copy()
-        self.silu0 = _numpy(torch.nn.functional.silu(x))
+        self.silu0 = _numpy(torch.nn.functional.silu(x.double()))
         self.widths = np.array(stacked.width)
         self.n_grid = np.array([g.shape[2] for g in stacked.grids])
         w, n_grid = self.widths.max(), self.n_grid.max()
@@ -178,7 +178,7 @@ class _Member:
             n_in, n_out = stacked.width[l], stacked.width[l + 1]
             grid = stacked.grids[l][b]
             self.grids[l, :n_in, :grid.shape[1]] = _numpy(grid)
-            self.knots[l, :n_in, :grid.shape[1] + 6] = _numpy(padded_knots(grid, 3))
+            self.knots[l, :n_in, :grid.shape[1] + 6] = _numpy(padded_knots(grid.double(), 3))
             self.mask[l, :n_in, :n_out] = _numpy(stacked.masks[l][b])
             self.a[l, :n_out], self.b[l, :n_out] = (_numpy(v[b]) for v in stacked.affine[l])
 

@@ -115,8 +115,9 @@ class PoissonProblem:
                     "h1_error", "residual_mse")
 
     def __init__(self, name, seed, dataset_idx, device="cpu", mode="pinn", alpha=None,
-                 n_interior=None, n_boundary=None):
-        self.name, self.pde, self.mode = name, PROBLEMS[name], mode
+                 n_interior=None, n_boundary=None, pde: PoissonPDE | None = None):
+        """``pde``: a problem of one's own (``utils.api.solve_poisson``); default: the named one."""
+        self.name, self.pde, self.mode = name, pde or PROBLEMS[name], mode
         defaults = DEFAULTS[self.pde.dim]
         self.alpha = defaults["alpha"] if alpha is None else alpha
         n_int = defaults["n_interior"] if n_interior is None else n_interior

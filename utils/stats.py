@@ -33,8 +33,12 @@ PDE_EXTRAS = ("dense_rel_l2", "h1_error")
 
 
 def with_seed(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs saved before several seeds existed have no ``seed`` column: they are one seed."""
-    return df if "seed" in df.columns else df.assign(seed=df.attrs.get("seed", 0))
+    """Runs saved before several seeds existed have no ``seed`` column: they are one seed (their attrs
+    name it, or None where unknown)."""
+    if "seed" in df.columns:
+        return df
+    seed = df.attrs.get("seed")
+    return df.assign(seed=0 if seed is None else seed)
 
 
 def selection_metric(df: pd.DataFrame) -> str:

@@ -209,7 +209,9 @@ class KanStage:
 
 
 def _new_kans(tasks, n_in, width, grid, device):
-    return [make_kan([n_in, width, 1], grid, seed=t.seed, device=device) for t in tasks]
+    """pykan KANs [n_in, width, 1]; ``width`` may also be a whole width list, e.g. [2, 1, 1]."""
+    widths = list(width) if isinstance(width, (list, tuple)) else [n_in, width, 1]
+    return [make_kan(widths, grid, seed=t.seed, device=device) for t in tasks]
 
 
 def train_kans(ens, problems, base_rows, config):

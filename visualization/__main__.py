@@ -123,7 +123,7 @@ def _draw(module, section, results, models, out):
     before = set(out.iterdir()) if out.is_dir() else set()
     try:
         return module.draw(section, results, models, out), None
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, IndexError, TypeError) as e:  # data of a shape it cannot use: skip it
         plt.close("all")
         for path in (set(out.iterdir()) if out.is_dir() else set()) - before:
             if path.is_file():
