@@ -280,8 +280,8 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
     t0 = time.perf_counter()
     resume_hint = f"resume with: python {prog} --resume {ts}"
     try:
-        results = run_sweep(ensembles, workers=workers, scheduler=args.scheduler, progress=not args.no_progress,
-                            finished=finished,
+        results = run_sweep(tasks, workers=workers, scheduler=args.scheduler, progress=not args.no_progress,
+                            together=options["together"], finished=finished,
                             on_result=lambda i, res: save_partial(section, ts, keys[i], res, args.results_dir))
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # one interrupt is enough: the rest is saving a line

@@ -306,13 +306,11 @@ class StackedKAN:
         # every elementwise operation below works on contiguous tensors: torch computes a transcendental
         # (sigmoid) on a strided tensor by another path than on a contiguous one, and the two differ in
         # the last bit (measured), so a member's bits would depend on its ensemble's layout
-        xt = h.permute(0, 2, 1).contiguous().view(B * n_in, n_pts)
         degrees = 0 if grad is None else min(2, k)
-        Ns, m = local_bases(xt, grid.reshape(B * n_in, -1), k, lowest=k - degrees)
+        xt, Ns, m, sig = self._inputs(l, h, grid, members, k - degrees)
         C = coef.reshape(B * n_in, n_out, -1)
         s = spline_values(Ns[0], m, C, k).view(B, n_in, n_out, n_pts)
         xb = xt.view(B, n_in, 1, n_pts)
-        sig = torch.sigmoid(xb)
         scale_b, scale_s, mk = sb.unsqueeze(-1), sp.unsqueeze(-1), mask.unsqueeze(-1)
         phi = _ContiguousGrad.apply(mk * (scale_b * (xb * sig) + scale_s * s))   # (b, in, out, n)
         out = (a.unsqueeze(1) * phi.sum(1).transpose(1, 2) + b0.unsqueeze(1)).contiguous()
@@ -330,6 +328,10 @@ class StackedKAN:
         ddsilu = sig * (1 - sig) * (2 + xb * (1 - 2 * sig))
         dphi = _ContiguousGrad.apply(mk * (scale_b * dsilu + scale_s * d1))
         ddphi = _ContiguousGrad.apply(mk * (scale_b * ddsilu + scale_s * d2))
+        if grad is True:  # the data: grad x = identity, Lap x = 0
+            new_grad = a[:, None, :, None] * dphi.permute(0, 3, 2, 1)
+            new_lap = a.unsqueeze(1) * ddphi.sum(1).transpose(1, 2)
+            return out, new_grad.contiguous(), new_lap.contiguous(), (phi, h) if record else None
         gi = grad.permute(0, 2, 1, 3).contiguous()                               # (b, in, n, d)
         sq = (gi * gi).sum(-1)                                                   # (b, in, n)
         # sum over the inputs as products and a sum, not einsum: its batched matmul rounds a member by its
@@ -338,6 +340,32 @@ class StackedKAN:
         lap_in = lap.permute(0, 2, 1).contiguous().unsqueeze(2)
         new_lap = a.unsqueeze(1) * (ddphi * sq.unsqueeze(2) + dphi * lap_in).sum(1).transpose(1, 2)
         return out, new_grad.contiguous(), new_lap.contiguous(), (phi, h) if record else None
+
+    def _inputs(self, l, h, grid, members, lowest):
+        """A layer's inputs as (splines, points), their nonzero bases, intervals and sigmoid.
+
+        For the first layer these depend on the data and the grids only, not on the parameters, so
+        they are kept while neither changes (the optimizer evaluates the same points ~25 times a step).
+        """
+        key = None
+        if l == 0 and not h.requires_grad:
+            key = (h.data_ptr(), h._version, tuple(h.shape), id(self.grids[0]), self.grids[0]._version,
+                   None if members is None else tuple(members.tolist()), lowest)
+            cache = self.__dict__.setdefault("_cache", {})
+            if key in cache:
+                return cache[key]
+        B, n_pts, n_in = h.shape
+        # every elementwise operation below works on contiguous tensors: torch computes a transcendental
+        # (sigmoid) on a strided tensor by another path than on a contiguous one, and the two differ in
+        # the last bit (measured), so a member's bits would depend on its ensemble's layout
+        xt = h.permute(0, 2, 1).contiguous().view(B * n_in, n_pts)
+        Ns, m = local_bases(xt, grid.reshape(B * n_in, -1), self.k, lowest=lowest)
+        value = (xt, Ns, m, torch.sigmoid(xt.view(B, n_in, 1, n_pts)))
+        if key is not None:
+            if len(cache) >= 4:  # the training points, the boundary points, and a little more
+                cache.pop(next(iter(cache)))
+            cache[key] = value
+        return value
 
     def forward(self, X, x, members=None, record=False):
         """Outputs (b, n, out) of the members at x (b, n, n_in); ``members`` selects their grids and
@@ -350,10 +378,7 @@ class StackedKAN:
 
     def derivatives(self, X, x, members=None):
         """Value (b, n, 1), gradient in x (b, n, d) and Laplacian in x (b, n, 1), forward-mode."""
-        B, n_pts, d = x.shape
-        h = x
-        grad = torch.eye(d, dtype=x.dtype, device=x.device).expand(B, n_pts, d, d)
-        lap = torch.zeros_like(x)
+        h, grad, lap = x, True, None  # True: the inputs are the coordinates themselves
         for l in range(len(self.width) - 1):
             h, grad, lap, _ = self._layer(X, l, h, members, grad, lap)
         return h, grad[:, :, 0], lap

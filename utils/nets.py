@@ -58,45 +58,24 @@ def row_size(n_params: int) -> int:
     return -(-n_params // 16) * 16
 
 
-def _matmul(h, W):
-    """h W^T per member, h (B, n, in), W (B, out, in). A single output is a sum of products:
-    torch's batched matrix-vector product rounds differently for one member than for several
-    (measured), which would make a member's numbers depend on its ensemble; the sum does not."""
-    if W.shape[1] == 1:
-        return (h * W).sum(-1, keepdim=True)
-    if W.shape[2] == 1:
-        return h * W.transpose(1, 2)
-    return _Linear.apply(h, W, torch.zeros_like(W[:, :, 0]))
+def _matmul(W, h):
+    """W h per member: W (B, out, in), h (B, in, n) -> (B, out, n), points last.
 
-
-class _Linear(torch.autograd.Function):
-    """h W^T + b per member, whose weight gradient is a plain sum over the points.
-
-    torch's batched matmul for the weight gradient (g^T h, a long contraction over the points)
-    rounds a member differently depending on its position in the batch when g^T is a transposed
-    view (measured), which would make a member's numbers depend on its ensemble.
+    Points last makes torch's gradient of W a product of two point-last matrices, which rounds
+    the same for a member whatever its position in the batch (measured; points first, or a
+    transposed copy of either, did not), so a member's numbers never depend on its ensemble.
+    A single input or output is a broadcast product (and a sum): torch's batched matrix-vector
+    products round one member differently from several (measured).
     """
-
-    @staticmethod
-    def forward(ctx, h, W, b):
-        ctx.save_for_backward(h, W)
-        return torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, g):
-        h, W = ctx.saved_tensors
-        # both operands of the long contraction stored point-last: this layout rounds the same for a
-        # member in any position (measured), and is 3-4x faster than products summed by torch
-        gW = torch.bmm(g.transpose(1, 2).contiguous(), h.transpose(1, 2).contiguous().transpose(1, 2))
-        return torch.bmm(g, W), gW, g.sum(1)
-
-
-def _linear(h, W, b):
     if W.shape[1] == 1:
-        return _matmul(h, W) + b.unsqueeze(1)
-    if W.shape[2] == 1:  # one input: a product, whose gradients torch also computes as matrix-vector products
-        return h * W.transpose(1, 2) + b.unsqueeze(1)
-    return _Linear.apply(h, W, b)
+        return (W.transpose(1, 2) * h).sum(1, keepdim=True)
+    if W.shape[2] == 1:
+        return W * h
+    return torch.bmm(W, h)
+
+
+def _linear(W, h, b):
+    return _matmul(W, h) + b.unsqueeze(-1)
 
 
 class StackedNet:
@@ -148,36 +127,35 @@ class StackedNet:
     def forward(self, X, x, members=None):
         """Outputs (B, N, 1) of the members at their inputs x (B, N, n_in)."""
         views = self._views(X)
-        h = x
+        h = x.transpose(1, 2).contiguous()                      # (B, n_in, N): points last
         for l in range(self.depth):
-            W, b = views[2 * l], views[2 * l + 1]
-            h = _linear(h, W, b)
+            h = _linear(views[2 * l], h, views[2 * l + 1])
             if l < self.depth - 1:
                 h = self.act(h)
-        return h
+        return h.transpose(1, 2)
 
     def derivatives(self, X, x, members=None):
         """Value (B, N, 1), gradient in x (B, N, n_in) and Laplacian in x (B, N, 1), forward-mode.
 
-        The three travel as one tensor (B, N, 2 + n_in, width): every linear layer is one batched
-        matmul for all of them, and only the value row receives the bias.
+        Value (B, w, N), gradient (B, w, d, N) and Laplacian (B, w, N) are separate tensors: one
+        tensor sliced into the three cost more in the backward pass (every slice's gradient is a
+        zero-filled copy of the whole) than separate matmuls (measured 1.6x).
         """
         views = self._views(X)
         B, N, d = x.shape
-        eye = torch.eye(d, dtype=x.dtype, device=x.device).expand(B, N, d, d)
-        h = torch.cat([x.unsqueeze(2), eye, torch.zeros_like(x).unsqueeze(2)], 2)   # (B, N, 2 + d, d)
-        for l in range(self.depth):
+        W, b = views[0], views[1]
+        v = _linear(W, x.transpose(1, 2).contiguous(), b)       # first layer: grad x = identity, Lap x = 0
+        gz, lz = W.unsqueeze(-1), None                           # (B, w, d, 1): the same at every point
+        for l in range(1, self.depth):  # activation of layer l-1's output, then linear layer l
+            s, ds, dds = self.act_derivs(v)
+            g = ds.unsqueeze(2) * gz                             # (B, w, d, N)
+            sq = (gz * gz).sum(2)
+            lap = dds * sq if lz is None else dds * sq + ds * lz
             W, b = views[2 * l], views[2 * l + 1]
-            z = _matmul(h.reshape(B, -1, h.shape[-1]), W).view(B, N, 2 + d, -1)
-            z = torch.cat([z[:, :, :1] + b[:, None, None, :], z[:, :, 1:]], 2)
-            if l == self.depth - 1:
-                h = z
-                break
-            s, ds, dds = self.act_derivs(z[:, :, 0])
-            grad, lap = z[:, :, 1:1 + d], z[:, :, 1 + d]
-            h = torch.cat([s.unsqueeze(2), ds.unsqueeze(2) * grad,
-                           (dds * (grad * grad).sum(2) + ds * lap).unsqueeze(2)], 2)
-        return h[:, :, 0], h[:, :, 1:1 + d, 0], h[:, :, 1 + d]
+            v = _linear(W, s, b)
+            gz = _matmul(W, g.reshape(B, -1, d * N)).view(B, -1, d, N)
+            lz = _matmul(W, lap)
+        return v.transpose(1, 2), gz[:, 0].transpose(1, 2), lz.transpose(1, 2)
 
     def count_params(self, X=None) -> int:
         return self.n_params

@@ -47,13 +47,17 @@ class StackedProblem:
         else:
             self.dense_y = st("dense_y")
         self.n_members = len(problems)
+        self._order = torch.arange(len(problems), device=p0.train_x.device)
 
     def select(self, members):
         """The stacked problem of some members (indices into this one's)."""
         return StackedProblem([self.problems[b] for b in members])
 
     def take(self, t, members):
-        return t if members is None else t[members]
+        """The members' rows of t; t itself for all members in order (so caches keyed on it hold)."""
+        if members is None or (len(members) == len(t) and bool((members == self._order[:len(t)]).all())):
+            return t
+        return t[members]
 
     @property
     def train_x(self):

@@ -180,18 +180,17 @@ def _executor(workers: int, scheduler: str | None):
         yield None
 
 
-def run_sweep(work, workers: int = 1, scheduler: str | None = None, progress: bool = True, together=True,
+def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: bool = True, together=True,
               finished=None, on_result=None):
     """Results (rows and model specs) of every task, in task order, however they were run.
 
-    ``work``: tasks (grouped into ensembles here) or ensembles. ``finished`` maps the index of an
-    ensemble already trained (a resumed run) to its results; ``on_result(index, results)`` is called
-    in this process as each ensemble finishes (checkpointing). An interrupt or a failing
-    ``on_result`` stops the workers at once and propagates; what finished before stays finished.
+    The tasks train as ``group(tasks, together)``; ``finished`` maps the index of an ensemble of that
+    list already trained (a resumed run) to its results; ``on_result(index, results)`` is called in
+    this process as each ensemble finishes (checkpointing). An interrupt or a failing ``on_result``
+    stops the workers at once and propagates; what finished before stays finished.
     """
-    ensembles = list(work) if work and isinstance(work[0], Ensemble) else group(work, together)
+    ensembles = group(tasks, together)
     finished = dict(finished or {})
-    tasks = [t for e in ensembles for t in e.tasks]
     position = {t: i for i, t in enumerate(tasks)}
     results = [None] * len(tasks)
     todo = sorted((i for i in range(len(ensembles)) if i not in finished), key=lambda i: -ensembles[i].cost())
