@@ -77,3 +77,22 @@ def test_kan_param_count_formula(G):
                                                   (3, 6, [1, 1, 1]), (100, 7, [14] * 6 + [16])])
 def test_split_budget(epochs, stages, expect):
     assert split_budget(epochs, stages) == expect and sum(split_budget(epochs, stages)) == epochs
+
+
+def test_param_count_of_a_model_pruned_by_pykan():
+    """pykan's own prune(): removed nodes take their edges along, pruned edges are masked; the count is
+    what is left, as pykan's own per-edge parameters (coef, scale_base, scale_sp) of its unmasked edges."""
+    from utils.models import prune
+    model = make_kan([2, 5, 1], 5, seed=0)
+    x = torch.rand(300, 2)
+    with torch.no_grad():  # silence hidden nodes 0-2 and input 1's edge to node 4, so pruning removes them
+        for name in ("scale_sp", "scale_base", "coef"):
+            getattr(model.act_fun[1], name)[:3] = 0
+            getattr(model.act_fun[0], name)[1, 4] = 0
+    pruned = prune(model, x, 1e-2, 3e-2)
+    assert pruned.width[1][0] == 2
+    expected = 0
+    for layer in pruned.act_fun:
+        for i, o in (layer.mask > 0).nonzero().tolist():
+            expected += layer.coef[i, o].numel() + layer.scale_base[i, o].numel() + layer.scale_sp[i, o].numel()
+    assert count_params(pruned) == expected < count_params(model)

@@ -44,10 +44,17 @@ def test_u_vanishes_on_the_boundary(name):
 
 
 def test_spec_problem_is_the_kan_papers():
+    """Against the KAN paper's formulas written out here with math (not the project's torch code):
+    u = sin(pi x) sin(pi y^2), f = -pi^2 (1 + 4 y^2) sin(pi x) sin(pi y^2) + 2 pi sin(pi x) cos(pi y^2)."""
     pde = PROBLEMS["poisson_2d_spec"]
     assert pde.domain == ((-1.0, 1.0), (-1.0, 1.0)) and pde.sign == +1
-    p = torch.tensor([[0.5, 0.5]])
-    assert pde.u(p).item() == pytest.approx(math.sin(math.pi / 4))
+    g = torch.Generator().manual_seed(0)
+    pts = (torch.rand(50, 2, generator=g, dtype=torch.float64) * 2 - 1)
+    for (x, y), u, f in zip(pts.tolist(), pde.u(pts)[:, 0].tolist(), pde.f(pts)[:, 0].tolist()):
+        pi = math.pi
+        assert u == pytest.approx(math.sin(pi * x) * math.sin(pi * y * y), abs=1e-12)
+        assert f == pytest.approx(-pi ** 2 * (1 + 4 * y * y) * math.sin(pi * x) * math.sin(pi * y * y)
+                                  + 2 * pi * math.sin(pi * x) * math.cos(pi * y * y), abs=1e-10)
 
 
 def test_dense_grids_cover_the_domain():

@@ -269,6 +269,12 @@ class StackedKAN:
                     getattr(layer, name).data = v[0].detach().clone().to(getattr(layer, name))
         return model
 
+    def astype(self, dtype):
+        """The same members with grids, masks and node maps in another dtype (for float64 metrics)."""
+        cast = lambda t: t.to(dtype)  # noqa: E731
+        return StackedKAN(self.width, self.grid_size, self.k, [cast(g) for g in self.grids],
+                          [cast(m) for m in self.masks], [(cast(a), cast(b)) for a, b in self.affine])
+
     def select(self, members):
         """The stacked state of some members (a long tensor of member indices)."""
         sel = lambda t: t[members]  # noqa: E731

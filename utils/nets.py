@@ -157,5 +157,9 @@ class StackedNet:
             lz = _matmul(W, lap)
         return v.transpose(1, 2), gz[:, 0].transpose(1, 2), lz.transpose(1, 2)
 
+    def astype(self, dtype):
+        """The same stack for parameters of another dtype (it holds no tensors of its own)."""
+        return self
+
     def count_params(self, X=None) -> int:
         return self.n_params

@@ -101,7 +101,7 @@ def run_stage(problem, model, X, steps, log: Members, members, ids, make_objecti
             X = opt.step(make_objective(), X, members)
             _sync(device)
             seconds = time.perf_counter() - t0
-            metrics = problem.evaluate(model, X[idx].to(dtype), idx)
+            metrics = problem.evaluate(model, X[idx].to(dtype), idx)  # the parameters the model holds
         except (RuntimeError, ValueError, torch.linalg.LinAlgError) as e:
             # a failed least-squares fit or a non-finite grid is a result, not a crash
             print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
