@@ -71,3 +71,12 @@ def test_collapsed_grid_is_an_error_before_lapack_sees_it(capfd):
         model.update_grid(torch.full((200, 1), 0.5))
     out, err = capfd.readouterr()
     assert "MKL" not in out + err and "SGELSD" not in out + err
+
+
+def test_a_kan_pruned_to_nothing_is_built_quietly(capfd):
+    """pykan builds a layer without outputs when pruning removes every hidden node; its least squares has
+    no right-hand side, for which MKL printed 'Parameter 4 was incorrect on entry to SLALSD' to stdout."""
+    model = make_kan([1, [0, 0], 1], 3, seed=0)
+    assert model.act_fun[0].coef.shape == (1, 0, 6)
+    out, err = capfd.readouterr()
+    assert "MKL" not in out + err

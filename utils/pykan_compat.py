@@ -36,6 +36,8 @@ def curve2coef(x_eval, y_eval, grid, k):
     rhs = y_eval.permute(1, 0, 2)                              # (in, batch, out)
     if not bool(torch.isfinite(mat).all()):  # a collapsed grid (zero spacing): LAPACK would print to stdout
         raise torch.linalg.LinAlgError("curve2coef: the B-spline matrix is not finite (collapsed grid)")
+    if 0 in rhs.shape or 0 in mat.shape:  # a layer without outputs (a KAN pruned to nothing): nothing to fit,
+        return mat.new_zeros(mat.shape[0], rhs.shape[2], mat.shape[2])  # and MKL prints an error for it
     coef = torch.linalg.lstsq(mat.cpu(), rhs.cpu(), driver="gelsd").solution   # (in, G+k, out)
     return coef.permute(0, 2, 1).contiguous().to(mat.device)
 
