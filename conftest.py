@@ -12,3 +12,12 @@ def dtype(request):
     torch.set_default_dtype(request.param)
     yield request.param
     torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def float64():
+    """Runs a test in float64 (``pytestmark = pytest.mark.usefixtures("float64")`` for a whole file)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -22,12 +22,7 @@ from utils.pde import PoissonProblem
 from utils.sweep import SETTINGS, Ensemble, Task
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def broken(x):

@@ -74,20 +74,16 @@ def test_pruned_member(dtype):
     assert abs(loss[0].item() - ref_loss) <= 1e-12 * ref_loss and rel(grad[0, :stacked.n_params], ref_grad) < 1e-11
 
 
-def test_compiled_and_autograd_paths_agree():
+def test_compiled_and_autograd_paths_agree(float64):
     """The two CPU paths of KAN training, on the same members, in float64: equal to 1e-12."""
-    torch.set_default_dtype(torch.float64)
-    try:
-        models, x, y = perturbed_members([2, 4, 1], 7)
-        stacked, X = StackedKAN.from_pykan(models)
-        idx = torch.arange(3)
-        loss, grad = kan_numba.StackedMSE(stacked, x, y)(X, idx)
-        Xr = X.clone().requires_grad_(True)
-        ref = ((stacked.forward(Xr, x) - y) ** 2).mean((1, 2))
-        (ref_grad,) = torch.autograd.grad(ref.sum(), Xr)
-        assert rel(loss, ref.detach()) < 1e-12 and rel(grad, ref_grad) < 1e-12
-    finally:
-        torch.set_default_dtype(torch.float32)
+    models, x, y = perturbed_members([2, 4, 1], 7)
+    stacked, X = StackedKAN.from_pykan(models)
+    idx = torch.arange(3)
+    loss, grad = kan_numba.StackedMSE(stacked, x, y)(X, idx)
+    Xr = X.clone().requires_grad_(True)
+    ref = ((stacked.forward(Xr, x) - y) ** 2).mean((1, 2))
+    (ref_grad,) = torch.autograd.grad(ref.sum(), Xr)
+    assert rel(loss, ref.detach()) < 1e-12 and rel(grad, ref_grad) < 1e-12
 
 
 def test_other_spline_orders_are_refused():

@@ -54,29 +54,25 @@ def test_forward_and_parameter_gradients_match_pykan(G, width, dtype):
 
 @pytest.mark.parametrize("G", [3, 20])
 @pytest.mark.parametrize("width", [[2, 5, 1], [2, 3, 2, 1], [1, 4, 1]])
-def test_derivatives_match_nested_autograd(G, width):
+def test_derivatives_match_nested_autograd(G, width, float64):
     """Value, gradient and Laplacian in x, forward-mode with closed-form spline derivatives, against
     nested autograd through pykan's own forward: 1e-10 in float64, random inputs and parameters."""
-    torch.set_default_dtype(torch.float64)
-    try:
-        models, x = members(width, G)
-        g = torch.Generator().manual_seed(7)
-        for m in models:  # random parameters, not the near-zero initial splines
-            for layer in m.act_fun:
-                layer.coef.data = torch.randn(layer.coef.shape, generator=g)
-                layer.scale_base.data = torch.randn(layer.scale_base.shape, generator=g)
-        stacked, X = StackedKAN.from_pykan(models)
-        u, grad, lap = stacked.derivatives(X, x)
-        for b, m in enumerate(models):
-            with pykan_compat.original():
-                ru, rg, rl = derivatives(m, x[b], create_graph=False)
-            assert rel(u[b], ru) < 1e-10 and rel(grad[b], rg) < 1e-10 and rel(lap[b], rl) < 1e-10
-        # and the Laplacian is differentiable in the parameters, as PINN training needs
-        Xr = X.clone().requires_grad_(True)
-        (gX,) = torch.autograd.grad(stacked.derivatives(Xr, x)[2].pow(2).sum(), Xr)
-        assert torch.isfinite(gX).all() and gX[:, :stacked.n_params].abs().sum(1).min() > 0
-    finally:
-        torch.set_default_dtype(torch.float32)
+    models, x = members(width, G)
+    g = torch.Generator().manual_seed(7)
+    for m in models:  # random parameters, not the near-zero initial splines
+        for layer in m.act_fun:
+            layer.coef.data = torch.randn(layer.coef.shape, generator=g)
+            layer.scale_base.data = torch.randn(layer.scale_base.shape, generator=g)
+    stacked, X = StackedKAN.from_pykan(models)
+    u, grad, lap = stacked.derivatives(X, x)
+    for b, m in enumerate(models):
+        with pykan_compat.original():
+            ru, rg, rl = derivatives(m, x[b], create_graph=False)
+        assert rel(u[b], ru) < 1e-10 and rel(grad[b], rg) < 1e-10 and rel(lap[b], rl) < 1e-10
+    # and the Laplacian is differentiable in the parameters, as PINN training needs
+    Xr = X.clone().requires_grad_(True)
+    (gX,) = torch.autograd.grad(stacked.derivatives(Xr, x)[2].pow(2).sum(), Xr)
+    assert torch.isfinite(gX).all() and gX[:, :stacked.n_params].abs().sum(1).min() > 0
 
 
 def test_regularizer_is_pykans_fit_penalty(dtype):
@@ -146,25 +142,21 @@ def test_refine_matches_pykans(width, dtype):
         assert rel(fine.forward(Xf, x)[b], pykan_out(ref, x[b])) < tol * 10
 
 
-def test_least_squares_is_gelsds_minimum_norm_solution():
+def test_least_squares_is_gelsds_minimum_norm_solution(float64):
     """Against LAPACK's gelsd on the dense collocation matrix, with and without empty intervals."""
-    torch.set_default_dtype(torch.float64)
-    try:
-        g = torch.Generator().manual_seed(0)
-        k, G = 3, 10
-        grid = torch.linspace(-1, 1, G + 1).expand(4, -1)
-        grid = torch.cat([grid[:, :1] - 0.2 * torch.arange(k, 0, -1), grid, grid[:, -1:] + 0.2 * torch.arange(1, k + 1)], 1)
-        x = torch.rand(4, 300, generator=g) * 2 - 1
-        x[2] = x[2] * 0.3  # most intervals empty: rank deficient
-        y = torch.randn(4, 2, 300, generator=g)
-        coef = fit_coefficients(x, y, grid, k)
-        from utils.kan_stack import dense_basis
-        for s in range(4):
-            A = dense_basis(x[s][:, None], grid[s:s + 1], k)[0]
-            ref = torch.linalg.lstsq(A, y[s].t(), driver="gelsd").solution.t()
-            assert rel(coef[s], ref) < 1e-9, s
-    finally:
-        torch.set_default_dtype(torch.float32)
+    g = torch.Generator().manual_seed(0)
+    k, G = 3, 10
+    grid = torch.linspace(-1, 1, G + 1).expand(4, -1)
+    grid = torch.cat([grid[:, :1] - 0.2 * torch.arange(k, 0, -1), grid, grid[:, -1:] + 0.2 * torch.arange(1, k + 1)], 1)
+    x = torch.rand(4, 300, generator=g) * 2 - 1
+    x[2] = x[2] * 0.3  # most intervals empty: rank deficient
+    y = torch.randn(4, 2, 300, generator=g)
+    coef = fit_coefficients(x, y, grid, k)
+    from utils.kan_stack import dense_basis
+    for s in range(4):
+        A = dense_basis(x[s][:, None], grid[s:s + 1], k)[0]
+        ref = torch.linalg.lstsq(A, y[s].t(), driver="gelsd").solution.t()
+        assert rel(coef[s], ref) < 1e-9, s
 
 
 def test_local_bases_of_every_degree_are_pykans():
@@ -184,7 +176,7 @@ def test_local_bases_of_every_degree_are_pykans():
 
 
 def test_a_pruned_member_is_a_working_pykan_kan(tmp_path):
-    """Members written back are pykan KANs: pykan's forward agrees, plot, prune and fix_symbolic run."""
+    """Members written back are pykan KANs: pykan's forward agrees, and its prune, plot and auto_symbolic work."""
     models, x = members([1, 5, 1], 5)
     with torch.no_grad():  # make some hidden nodes inactive so that pruning removes them
         for layer_param in ("scale_sp", "scale_base", "coef"):
@@ -198,7 +190,10 @@ def test_a_pruned_member_is_a_working_pykan_kan(tmp_path):
     model = stacked.to_pykan(X2, 0, target)
     assert rel(stacked.forward(X2, x[:2])[0], pykan_out(model, x[0])) < 1e-6
     model.plot(folder=str(tmp_path / "fig"))
-    model.fix_symbolic(0, 0, 0, "sin", fit_params_bool=False, verbose=False, log_history=False)
+    model.get_act(x[0])
+    model.auto_symbolic(lib=["x", "sin"], verbose=0)  # every active edge replaced by a fitted formula
+    for numeric, symbolic in zip(model.act_fun, model.symbolic_fun):  # masks (in, out) and (out, in)
+        assert bool((symbolic.mask.t()[numeric.mask > 0] == 1).all())
     assert torch.isfinite(model(x[0])).all()
 
 

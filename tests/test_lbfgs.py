@@ -18,12 +18,7 @@ PYKAN_FIT = dict(lr=1, history_size=10, line_search_fn="strong_wolfe", tolerance
                  tolerance_change=1e-32, tolerance_ys=1e-32)  # kan.MultKAN.fit, pykan 0.2.8
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def rosenbrock(x):

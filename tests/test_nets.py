@@ -33,23 +33,19 @@ def test_members_are_the_single_modules(family, activation, n_in, depth, dtype):
 
 @pytest.mark.parametrize("family,activation", [("mlp", "tanh"), ("mlp", "relu"), ("mlp", "silu"), ("siren", "sine")])
 @pytest.mark.parametrize("n_in,depth", [(1, 2), (1, 4), (2, 3), (2, 6)])
-def test_forward_mode_laplacian_equals_nested_autograd(family, activation, n_in, depth):
+def test_forward_mode_laplacian_equals_nested_autograd(family, activation, n_in, depth, float64):
     """Value, gradient and Laplacian propagated forward through the layers, against nested autograd through
     each member's module, in float64 on random inputs and random parameters: 1e-10."""
-    torch.set_default_dtype(torch.float64)
-    try:
-        net = StackedNet(family, n_in, 5, depth, activation)
-        g = torch.Generator().manual_seed(depth)
-        X = net.init([0, 1]) * (1 + torch.randn(2, net.row_size, generator=g) * 0.5)  # random, at the init's scale
-        x = torch.rand(2, 300, n_in, generator=g) * 2 - 1
-        u, grad, lap = net.derivatives(X, x)
-        for b in range(2):
-            ru, rg, rl = derivatives(net.module(X[b]), x[b], create_graph=False)
-            assert rel(u[b], ru) < 1e-10 and rel(grad[b], rg) < 1e-10
-            assert rel(lap[b], rl) < 1e-10 or (activation == "relu" and lap[b].abs().max() == rl.abs().max() == 0)
-        # the Laplacian is differentiable in the parameters, as PINN training needs
-        Xr = X.clone().requires_grad_(True)
-        (gX,) = torch.autograd.grad(net.derivatives(Xr, x)[2].pow(2).sum(), Xr)
-        assert torch.isfinite(gX).all() and (activation == "relu" or gX.abs().sum() > 0)
-    finally:
-        torch.set_default_dtype(torch.float32)
+    net = StackedNet(family, n_in, 5, depth, activation)
+    g = torch.Generator().manual_seed(depth)
+    X = net.init([0, 1]) * (1 + torch.randn(2, net.row_size, generator=g) * 0.5)  # random, at the init's scale
+    x = torch.rand(2, 300, n_in, generator=g) * 2 - 1
+    u, grad, lap = net.derivatives(X, x)
+    for b in range(2):
+        ru, rg, rl = derivatives(net.module(X[b]), x[b], create_graph=False)
+        assert rel(u[b], ru) < 1e-10 and rel(grad[b], rg) < 1e-10
+        assert rel(lap[b], rl) < 1e-10 or (activation == "relu" and lap[b].abs().max() == rl.abs().max() == 0)
+    # the Laplacian is differentiable in the parameters, as PINN training needs
+    Xr = X.clone().requires_grad_(True)
+    (gX,) = torch.autograd.grad(net.derivatives(Xr, x)[2].pow(2).sum(), Xr)
+    assert torch.isfinite(gX).all() and (activation == "relu" or gX.abs().sum() > 0)

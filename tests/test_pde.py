@@ -9,12 +9,7 @@ from utils.datasets import dense_grid
 from utils.pde import PROBLEMS, SECTION1_2, SECTION1_3, PoissonProblem, boundary_points, derivatives
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.mark.parametrize("name", SECTION1_2 + SECTION1_3)

@@ -95,7 +95,7 @@ def test_every_saved_model_reproduces_its_row(quick_runs):
     KANs through pykan's own forward, in float64 as the rows are. Snapshots are copies: training at
     the next grid cannot change an earlier grid's model (pykan's refine shares scale tensors with the
     model it refines)."""
-    from utils.configs import stage_ends
+    from utils.configurations import stage_ends
     from utils.sweep import model_key
     results, _, models = load_run("section1_1", results_dir=quick_runs[1][2][0], load_models=True)
     checked = 0

@@ -33,7 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from utils.nets import row_size
+from utils.nets import row_size, row_views
 
 PARAM_NAMES = ("coef", "scale_base", "scale_sp")
 
@@ -282,12 +282,7 @@ class StackedKAN:
                           [sel(m) for m in self.masks], [(sel(a), sel(b)) for a, b in self.affine])
 
     def _views(self, X):
-        out, at = [], 0
-        for s in self.shapes:
-            n = math.prod(s)
-            out.append(X[:, at:at + n].view(X.shape[0], *s))
-            at += n
-        return out
+        return row_views(X, self.shapes)
 
     def _layer_views(self, X, l):
         return self._views(X)[3 * l:3 * l + 3]

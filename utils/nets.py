@@ -58,6 +58,16 @@ def row_size(n_params: int) -> int:
     return -(-n_params // 16) * 16
 
 
+def row_views(X, shapes):
+    """The tensors of the given shapes that the rows of X hold, one after another: (B, *shape) views."""
+    out, at = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        out.append(X[:, at:at + n].view(X.shape[0], *shape))
+        at += n
+    return out
+
+
 def _matmul(W, h):
     """W h per member: W (B, out, in), h (B, in, n) -> (B, out, n), points last.
 
@@ -117,12 +127,7 @@ class StackedNet:
 
     def _views(self, X):
         """Each layer's weights and biases, (B, out, in) and (B, out), viewing X."""
-        out, at = [], 0
-        for s in self.shapes:
-            n = math.prod(s)
-            out.append(X[:, at:at + n].view(X.shape[0], *s))
-            at += n
-        return out
+        return row_views(X, self.shapes)
 
     def forward(self, X, x, members=None):
         """Outputs (B, N, 1) of the members at their inputs x (B, N, n_in)."""

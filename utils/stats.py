@@ -1,6 +1,6 @@
 """Statistics over seeds: which configuration stands for a family, and how its error spreads.
 
-Selection rule. A family's configuration (and a KAN's grid stage, see ``utils/configs.py``) is
+Selection rule. A family's configuration (and a KAN's grid stage, see ``utils/configurations.py``) is
 chosen by its validation loss, ``val_loss``, never by the metric that is reported: the minimum of
 many noisy dense errors would be biased low, the dense error of a configuration chosen on other
 data is not. With several seeds the configuration with the lowest median validation loss over the
@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from utils.configs import candidates, config_columns, config_label, family_rank, run_columns
+from utils.configurations import candidates, config_columns, config_label, family_rank, run_columns
 
 SELECT_BY, REPORT = "val_loss", "dense_mse"
 IQR_FROM = 4

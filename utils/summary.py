@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from utils.configs import CONFIG_COLUMNS, candidates, config_columns, config_label, stage_ends  # noqa: F401
+from utils.configurations import CONFIG_COLUMNS, candidates, config_columns, config_label, stage_ends  # noqa: F401
+from utils.families import FAMILIES
 from utils.stats import IQR_FROM, REPORT, best_per_dataset, selection_rule  # noqa: F401
 
-NAMES = {"mlp": "MLP", "siren": "SIREN", "kan": "KAN", "kan_pruning": "pruned KAN"}
+NAMES = {name: f.label for name, f in FAMILIES.items()}
 
 
 def summary_text(frames: dict) -> str:

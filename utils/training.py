@@ -214,18 +214,22 @@ def _new_kans(tasks, n_in, width, grid, device):
     return [make_kan(widths, grid, seed=t.seed, device=device) for t in tasks]
 
 
-def train_kans(ens, problems, base_rows, config):
-    """KAN [n_in, width, 1] members; grid extension through ``ens.grids``, training continuing at each grid."""
+def _kan_ensemble(ens, problems, base_rows, config):
+    """What both KAN trainers start from: the members' pykan KANs at the first grid, stacked."""
     problem = StackedProblem(problems)
     device, dtype = ens.device, torch.get_default_dtype()
     kans = _new_kans(ens.tasks, problem.n_in, config["width"], ens.grids[0], device)
     stacked, X = StackedKAN.from_pykan(kans)
-    log = Members(base_rows)
-    saved = [[] for _ in problems]
     members = list(range(len(problems)))
-    run = KanStage(problem, stacked, X, kans, log, members, device, dtype, {})
+    run = KanStage(problem, stacked, X, kans, Members(base_rows), members, device, dtype, {})
+    return run, members, [[] for _ in problems]
+
+
+def train_kans(ens, problems, base_rows, config):
+    """KAN [n_in, width, 1] members; grid extension through ``ens.grids``, training continuing at each grid."""
+    run, members, saved = _kan_ensemble(ens, problems, base_rows, config)
     run.schedule(split_budget(ens.epochs, len(ens.grids)), ens.grids, members, "kan", saved)
-    return log.rows, saved
+    return run.log.rows, saved
 
 
 def train_kans_pruned(ens, problems, base_rows, config):
@@ -236,16 +240,10 @@ def train_kans_pruned(ens, problems, base_rows, config):
     one stage of the budget; pykan's ``prune(node_th, edge_th)`` then prunes each member, and members
     whose pruned widths agree retrain together through the grid schedule.
     """
-    problem = StackedProblem(problems)
-    device, dtype = ens.device, torch.get_default_dtype()
-    kans = _new_kans(ens.tasks, problem.n_in, config["width"], ens.grids[0], device)
-    stacked, X = StackedKAN.from_pykan(kans)
-    log = Members(base_rows)
-    saved = [[] for _ in problems]
-    members = list(range(len(problems)))
+    run, members, saved = _kan_ensemble(ens, problems, base_rows, config)
+    problem, stacked, kans, log, device, dtype = run.problem, run.stacked, run.kans, run.log, run.device, run.dtype
     stages = split_budget(ens.epochs, len(ens.grids) + 1)
     lamb = config["prune_lamb"]
-    run = KanStage(problem, stacked, X, kans, log, members, device, dtype, {})
     regularizer = lambda Xr, idx: lamb * stacked.regularizer(Xr, run.data(idx), idx, PRUNE_REG)  # noqa: E731
     trained = members
     members = run.train(stages[0], members, extra=regularizer, stage="sparsify", is_pruned=False)

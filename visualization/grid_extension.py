@@ -10,7 +10,7 @@ exact u, and the threshold is marked on it. With several seeds: medians over see
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from utils.configs import stage_ends
+from utils.configurations import stage_ends
 from visualization.style import (COLORS, PDE_SECTIONS, band, dataset_names, epoch_axis, error_bars, grid_of_axes,
                                  grid_switches, loss_label, medians, save, seed_count, shared_legend, spread_note,
                                  with_seed)

@@ -10,7 +10,7 @@ there is -8.
 """
 import numpy as np
 
-from utils.configs import config_columns, stage_ends
+from utils.configurations import config_columns, stage_ends
 from visualization.style import (COLORS, NAMES, dataset_names, error_bars, families, grid_of_axes, medians,
                                  missing_note, params_axis, save, seed_count, shared_legend, spread_note, with_seed)
 

@@ -22,14 +22,15 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from utils.configs import config_label  # noqa: E402
+from utils.configurations import config_label  # noqa: E402
+from utils.families import FAMILIES  # noqa: E402
 from utils.stats import (IQR_FROM, representative, run_rows, selected_rows, spread, spread_bounds,  # noqa: E402
                          with_seed)
 from utils.sweep import legacy_model_key, model_key  # noqa: E402
 
-FAMILY_ORDER = ("mlp", "siren", "kan", "kan_pruning")
-COLORS = {"mlp": "#1f77b4", "siren": "#2ca02c", "kan": "#d62728", "kan_pruning": "#ff7f0e"}
-NAMES = {"mlp": "MLP", "siren": "SIREN", "kan": "KAN", "kan_pruning": "pruned KAN"}
+FAMILY_ORDER = tuple(FAMILIES)
+COLORS = {name: f.color for name, f in FAMILIES.items()}
+NAMES = {name: f.label for name, f in FAMILIES.items()}
 
 # Columns every figure that picks each family's best configuration (best_rows) reads.
 BEST_ROW_COLUMNS = frozenset({"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"})

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-FAMILY_ORDER = ("mlp", "siren", "kan", "kan_pruning")  # tables list families in this order
-CONFIG_COLUMNS = {"mlp": ["depth", "activation"], "siren": ["depth"], "kan": ["grid_size"],
-                  "kan_pruning": ["stage", "grid_size"]}
+from utils.families import FAMILIES
+
+FAMILY_ORDER = tuple(FAMILIES)  # tables list families in this order
+CONFIG_COLUMNS = {name: list(f.config_columns) for name, f in FAMILIES.items()}
 STAGE_COLUMNS = ("grid_size", "stage")  # change within one training run of a KAN
 
 
