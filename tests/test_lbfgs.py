@@ -87,9 +87,11 @@ def reference(f, x0, steps, optimizer=KanLBFGS, **options):
     return out
 
 
-def ours(fs, x0, steps):
-    """Our iterates, a list per step of (members, P) arrays; fs and x0 (members, P) give each member."""
-    opt, x = BatchedLBFGS(len(fs), x0.shape[1], **LBFGS_OPTIONS), x0
+def ours(fs, x0, steps, compiled=True):
+    """Our iterates, a list per step of (members, P) arrays; fs and x0 (members, P) give each member.
+
+    ``compiled=False`` takes the torch path of the directions (the GPU's) on the CPU."""
+    opt, x = BatchedLBFGS(len(fs), x0.shape[1], compiled=compiled, **LBFGS_OPTIONS), x0
     out = []
     for _ in range(steps):
         x = opt.step(batched(fs), x)
@@ -97,7 +99,7 @@ def ours(fs, x0, steps):
     return out
 
 
-def assert_follows_pykan(f, x0, steps, iterates=None):
+def assert_follows_pykan(f, x0, steps, iterates=None, compiled=True):
     """Our iterates equal kan.LBFGS's to rounding, step by step.
 
     "To rounding" is measured, not assumed: kan.LBFGS is also run from x0 moved by 1e-15 (relative),
@@ -108,25 +110,31 @@ def assert_follows_pykan(f, x0, steps, iterates=None):
     g = torch.Generator().manual_seed(1)
     moved = x0 * (1 + 1e-15 * torch.randn(x0.shape, generator=g, dtype=x0.dtype))
     ref, ref_moved = reference(f, x0, steps, **PYKAN_FIT), reference(f, moved, steps, **PYKAN_FIT)
-    iterates = iterates if iterates is not None else [x[0] for x in ours([f], x0[None], steps)]
+    iterates = iterates if iterates is not None else [x[0] for x in ours([f], x0[None], steps, compiled)]
     for i, (x, p, q) in enumerate(zip(iterates, ref, ref_moved)):
         assert rel(x, p) <= max(1e-10, 10 * rel(q, p)), f"step {i}: {rel(x, p):.1e} from kan.LBFGS (rounding: {rel(q, p):.1e})"
     return ref
 
 
+PATHS = pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+
+
+@PATHS
 @pytest.mark.parametrize("f, n", [(rosenbrock, 12), (mlp_fit, 320)], ids=["rosenbrock", "mlp"])
-def test_iterates_equal_pykan_lbfgs(f, n):
-    """Four steps of 20 iterations (the history of 10 wraps around), in float64."""
+def test_iterates_equal_pykan_lbfgs(f, n, compiled):
+    """Four steps of 20 iterations (the history of 10 wraps around), in float64, on both paths of
+    the two-loop recursion (compiled loops on the CPU; triangular solves in torch, the GPU's)."""
     torch.manual_seed(0)
     x0 = torch.randn(n) * 0.5
-    ref = assert_follows_pykan(f, x0, 4)
+    ref = assert_follows_pykan(f, x0, 4, compiled=compiled)
     assert f(torch.from_numpy(ref[-1])) < 0.5 * f(x0)  # the steps make progress: not a comparison of two no-ops
 
 
-def test_low_loss_regime_keeps_pykans_curvature_pairs():
+@PATHS
+def test_low_loss_regime_keeps_pykans_curvature_pairs(compiled):
     """MSE below 1e-10: ours follows kan.LBFGS, and torch's LBFGS (y.s > 1e-10) would not."""
     f, x0 = teacher_student()
-    ref = assert_follows_pykan(f, x0, 3)
+    ref = assert_follows_pykan(f, x0, 3, compiled=compiled)
     torch_lbfgs = reference(f, x0, 3, torch.optim.LBFGS, **{k: v for k, v in PYKAN_FIT.items() if k != "tolerance_ys"})
     loss = lambda x: f(torch.from_numpy(x)).item()  # noqa: E731
     assert loss(ref[0]) < 1e-10  # the regime the test is about
@@ -134,7 +142,8 @@ def test_low_loss_regime_keeps_pykans_curvature_pairs():
     assert loss(ref[-1]) < 0.1 * loss(torch_lbfgs[-1]) and rel(torch_lbfgs[0], ref[0]) > 1e-6
 
 
-def test_kan_iterates_equal_fit_optimizer():
+@PATHS
+def test_kan_iterates_equal_fit_optimizer(compiled):
     """A pykan KAN [2,3,1] (pykan's own forward, float64) near a teacher KAN: MSE from 1e-7 below 1e-10."""
     from utils.models import make_kan
     teacher, student = make_kan([2, 3, 1], 5, seed=1), make_kan([2, 3, 1], 5, seed=1)
@@ -150,7 +159,7 @@ def test_kan_iterates_equal_fit_optimizer():
         views = [v.view(s) for v, s in zip(theta.split([math.prod(s) for s in shapes]), shapes)]
         return torch.mean((torch.func.functional_call(student, dict(zip(names, views)), (x,)) - y) ** 2)
 
-    ref = assert_follows_pykan(f, x0, 4)
+    ref = assert_follows_pykan(f, x0, 4, compiled=compiled)
     loss = lambda t: f(torch.from_numpy(t)).item()  # noqa: E731
     assert loss(ref[-1]) < 1e-10 < f(x0).item()
 
@@ -174,7 +183,8 @@ def mlp_target(freq):
     return lambda x: (mlp(x) - torch.sin(freq * T[:, 0])).pow(2).mean()
 
 
-def test_members_take_their_own_steps():
+@PATHS
+def test_members_take_their_own_steps(compiled):
     """Five members (different problems, starts and convergence speeds) stepped together: each follows
     kan.LBFGS run on it alone, and a member that diverges to NaN disturbs no other member's bits."""
     g = torch.Generator().manual_seed(3)
@@ -184,10 +194,10 @@ def test_members_take_their_own_steps():
     x0[3] = teacher_student()[1]
     x0[4, 0] = 9.0  # this member's loss turns NaN as soon as its first parameter moves
     steps = 3
-    together = ours(fs, x0, steps)
+    together = ours(fs, x0, steps, compiled)
     for b in range(4):
         assert_follows_pykan(fs[b], x0[b], steps, [x[b] for x in together])
     assert np.isnan(together[-1][4]).any()  # the NaN member did diverge ...
-    healthy = ours(fs[:4], x0[:4], steps)  # ... and the others' iterates are the same bits without it
+    healthy = ours(fs[:4], x0[:4], steps, compiled)  # ... and the others' iterates are the same bits without it
     for i in range(steps):
         assert np.array_equal(together[i][:4], healthy[i])

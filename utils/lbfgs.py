@@ -181,6 +181,26 @@ def _directions_cpu(idx, first, g, prev_g, d, t, S, Y, rho, H, tolerance_ys, out
         out[j, 0], out[j, 1] = gtd, np.nan if nan else dmax  # NaN propagates, as in torch's amax
 
 
+def _two_loop(g, S, Y, rho, H):
+    """The two-loop recursion's direction -H g for a batch of members, in a dozen batched operations.
+
+    Each loop is a recurrence over the history whose coefficients are inner products of history
+    vectors, so it is a triangular system in the (m, m) Gram matrix S Y': the first loop's
+    alpha_i = rho_i (-s_i.g - sum_{j>i} alpha_j s_i.y_j), the second loop's c_i = alpha_i - beta_i =
+    alpha_i - rho_i (y_i.d0 + sum_{j<i} c_j y_i.s_j). Same algebra as the loops (empty slots have
+    rho = 0 and give 0), other rounding. Written for GPUs: the loops cost 4 small kernels per slot
+    (400 launches per direction at pykan's history of 100, measured to dominate a CUDA sweep).
+    """
+    eye = torch.eye(S.shape[1], dtype=S.dtype, device=S.device)
+    SY = S @ Y.transpose(1, 2)                                   # (b, m, m): s_i . y_j
+    upper = eye + rho[:, :, None] * SY.triu(1)
+    alpha = torch.linalg.solve_triangular(upper, -rho[:, :, None] * (S @ g[:, :, None]), upper=True)
+    d0 = H[:, None] * (-g - (Y.transpose(1, 2) @ alpha)[..., 0])
+    lower = eye + rho[:, :, None] * SY.transpose(1, 2).tril(-1)
+    c = torch.linalg.solve_triangular(lower, alpha - rho[:, :, None] * (Y @ d0[:, :, None]), upper=False)
+    return d0 + (S.transpose(1, 2) @ c)[..., 0]
+
+
 class _MemberState:
     __slots__ = ("n_iter", "g0max", "g0l1")
 
@@ -282,25 +302,16 @@ class BatchedLBFGS:
         g, S, Y, rho, H = self.g[idx], self.S[idx], self.Y[idx], self.rho[idx], self.H_diag[idx]
         y, s = g - self.prev_g[idx], self.d[idx] * self.t[idx, None]
         ys = (y * s).sum(1)
-        keep = (ys > self.tolerance_ys) & ~first
-        if bool(keep.any()):  # shift the history and append the new pair where it is kept
-            k = keep[:, None, None]
-            S = torch.where(k, torch.cat([S[:, 1:], s[:, None]], 1), S)
-            Y = torch.where(k, torch.cat([Y[:, 1:], y[:, None]], 1), Y)
-            rho = torch.where(keep[:, None], torch.cat([rho[:, 1:], (1.0 / ys)[:, None]], 1), rho)
-            H = torch.where(keep, ys / (y * y).sum(1), H)
+        keep = (ys > self.tolerance_ys) & ~first   # shift the history and append the new pair where kept
+        k = keep[:, None, None]
+        S = torch.where(k, torch.cat([S[:, 1:], s[:, None]], 1), S)
+        Y = torch.where(k, torch.cat([Y[:, 1:], y[:, None]], 1), Y)
+        rho = torch.where(keep[:, None], torch.cat([rho[:, 1:], (1.0 / ys)[:, None]], 1), rho)
+        H = torch.where(keep, ys / (y * y).sum(1), H)
         # the first iteration ever: steepest descent and a fresh history
         S, Y = S.masked_fill(first[:, None, None], 0.0), Y.masked_fill(first[:, None, None], 0.0)
         rho, H = rho.masked_fill(first[:, None], 0.0), H.masked_fill(first, 1.0)
-        q = -g
-        al = torch.zeros_like(rho)
-        for i in range(self.history_size - 1, -1, -1):
-            al[:, i] = (S[:, i] * q).sum(1) * rho[:, i]
-            q = q - al[:, i, None] * Y[:, i]
-        d = q * H[:, None]
-        for i in range(self.history_size):
-            be = (Y[:, i] * d).sum(1) * rho[:, i]
-            d = d + (al[:, i] - be)[:, None] * S[:, i]
+        d = _two_loop(g, S, Y, rho, H)
         self.S[idx], self.Y[idx], self.rho[idx], self.H_diag[idx], self.d[idx] = S, Y, rho, H, d
         self.prev_g[idx] = g
         return [tuple(r) for r in torch.stack([(g * d).sum(1), d.abs().amax(1)], 1).tolist()]
@@ -355,7 +366,9 @@ class BatchedLBFGS:
                  SET_T: self._set_t, EVAL: lambda reqs: self._evaluate(fun, x, reqs, first_eval=False)}
         while any(queue.values()):
             for kind in (ACCEPT, DIRECTION, SET_T, EVAL):
-                reqs, queue[kind] = queue[kind], []
+                # in member order: an evaluation of every member then takes the data as they are
+                # (no gathered copy), and caches keyed on the data hold (KAN first-layer bases)
+                reqs, queue[kind] = sorted(queue[kind], key=lambda r: r[0]), []
                 if reqs:
                     for (b, _), reply in zip(reqs, serve[kind](reqs)):
                         advance(b, reply)
