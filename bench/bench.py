@@ -34,7 +34,6 @@ import torch  # noqa: E402
 from kan import KAN  # noqa: E402
 
 from utils import pykan_compat  # noqa: E402
-from utils.config import LBFGS_OPTIONS  # noqa: E402
 from utils.datasets import FUNCTIONS_1D, RegressionProblem  # noqa: E402
 from utils.kan_stack import StackedKAN  # noqa: E402
 from utils.models import KAN_CKPT_DIR, make_kan  # noqa: E402

@@ -11,7 +11,6 @@ torch module for MLP and SIREN, a pykan ``KAN`` (the last grid stage's) for KANs
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
 from utils.config import KAN_GRIDS
 from utils.families import FAMILIES

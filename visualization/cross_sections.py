@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from utils.pde import PROBLEMS
-from visualization.style import (COLORS, NAMES, best_rows, dataset_names, families, missing_note, saved_model, save,
-                                 seed_count, shared_legend)
+from visualization.style import (COLORS, NAMES, best_rows, dataset_names, missing_note, save, seed_count,
+                                 selected_models, shared_legend)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
@@ -54,9 +54,7 @@ def draw(section, results, models, out_dir):
     paths = []
     for name in dataset_names(results):
         pde = PROBLEMS[name]
-        fams = [(f, best.get((name, f))) for f in families(results)]
-        fams = [(f, row, saved_model(models, f, name, row)) for f, row in fams]
-        fams = [(f, row, m) for f, row, m in fams if m is not None]
+        fams = list(selected_models(results, models, best, name))
         fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), squeeze=False)
         for col, (axis, value, note) in enumerate(lines(pde)):
             along, other = "xy"[axis], "yx"[axis]

@@ -8,8 +8,7 @@ import torch
 
 from utils.datasets import dense_grid
 from utils.pde import PROBLEMS
-from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, saved_model, save,
-                                 seed_count)
+from visualization.style import (NAMES, best_rows, dataset_names, missing_note, save, seed_count, selected_models)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
@@ -27,12 +26,9 @@ def draw(section, results, models, out_dir):
         show = lambda ax, v, **kw: ax.imshow(img(v), extent=extent, origin="lower", **kw)
         u = pde.u(x)
         preds = {}
-        for fam in families(results):
-            row = best.get((name, fam))
-            model = saved_model(models, fam, name, row)
-            if model is not None:
-                with torch.no_grad():
-                    preds[fam] = (model(x), row)
+        for fam, row, model in selected_models(results, models, best, name):
+            with torch.no_grad():
+                preds[fam] = (model(x), row)
         ncol = 1 + max(len(preds), 1)
         fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 6.2), squeeze=False)
         vmin, vmax = u.min().item(), u.max().item()

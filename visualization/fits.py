@@ -5,8 +5,8 @@ is the median (``style.best_rows``); the legend names it.
 """
 import torch
 
-from visualization.style import (COLORS, best_rows, dataset_names, families, grid_of_axes, missing_note,
-                                 saved_model, save, seed_count, short_label)
+from visualization.style import (COLORS, best_rows, dataset_names, grid_of_axes, missing_note, save, seed_count,
+                                 selected_models, short_label)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
@@ -31,11 +31,7 @@ def draw(section, results, models, out_dir):
         fn, ((lo, hi),) = truth(section, name)
         x = torch.linspace(lo, hi, 1000)[:, None]
         ax.plot(x, fn(x), color="k", lw=2.2, alpha=0.35, label="truth")
-        for fam in families(results):
-            row = best.get((name, fam))
-            model = saved_model(models, fam, name, row)
-            if model is None:
-                continue
+        for fam, row, model in selected_models(results, models, best, name):
             ax.plot(x, model(x), color=COLORS[fam], lw=1.1, label=short_label(fam, row, n_seeds))
         ax.set_title(name)
         ax.set_xlabel("x")

@@ -199,6 +199,15 @@ def saved_model(models, family, dataset, row):
     return saved.get(legacy_model_key(family, row))  # a run saved before keys named the seed
 
 
+def selected_models(results, models, best, dataset):
+    """(family, row, model) for each family whose selected configuration on ``dataset`` the run saved."""
+    for family in families(results):
+        row = best.get((dataset, family))
+        model = saved_model(models, family, dataset, row)
+        if model is not None:
+            yield family, row, model
+
+
 def short_label(family, row, seeds: int = 1) -> str:
     seed = f", seed {int(row['seed'])}" if seeds > 1 and "seed" in row.index else ""
     return (f"{NAMES[family]} {config_label(family, row)}, {int(row['num_params'])} params, "

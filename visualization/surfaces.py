@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from utils.pde import PROBLEMS
-from visualization.style import (NAMES, best_rows, dataset_names, families, missing_note, saved_model, save,
-                                 seed_count)
+from visualization.style import (NAMES, best_rows, dataset_names, missing_note, save, seed_count, selected_models)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
@@ -33,13 +32,10 @@ def draw(section, results, models, out_dir):
     for name in dataset_names(results):
         pde = PROBLEMS[name]
         panels = [("exact u", surface(pde, pde.u))]
-        for fam in families(results):
-            row = best.get((name, fam))
-            model = saved_model(models, fam, name, row)
-            if model is not None:
-                seed = f", seed {int(row['seed'])}" if n_seeds > 1 else ""
-                panels.append((f"{NAMES[fam]} {row['config']}{seed}\nL2 error {row['dense_mse']:.1e}",
-                               surface(pde, model)))
+        for fam, row, model in selected_models(results, models, best, name):
+            seed = f", seed {int(row['seed'])}" if n_seeds > 1 else ""
+            panels.append((f"{NAMES[fam]} {row['config']}{seed}\nL2 error {row['dense_mse']:.1e}",
+                           surface(pde, model)))
         zs = np.concatenate([z.ravel() for _, (_, _, z) in panels])
         zlo, zhi = float(np.nanmin(zs)), float(np.nanmax(zs))
         ncol = min(len(panels), 3)
