@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from utils.pde import PROBLEMS
-from visualization.style import (COLORS, NAMES, best_rows, dataset_names, missing_note, save, seed_count,
-                                 selected_models, shared_legend)
+from visualization.style import (COLORS, NAMES, best_rows, dataset_names, missing_note, save, seed_count, seed_note,
+                                 selected_models, shared_legend, which_seed)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
@@ -63,8 +63,8 @@ def draw(section, results, models, out_dir):
             top.plot(t, u, color="k", lw=2.4, alpha=0.35, label="exact u")
             for fam, row, model in fams:
                 _, p = section_values(pde, model, axis, value)
-                seed = f", seed {int(row['seed'])}" if n_seeds > 1 else ""
-                top.plot(t, p, color=COLORS[fam], lw=1.1, label=f"{NAMES[fam]} {row['config']}{seed}")
+                label = f"{NAMES[fam]} {row['config']}{seed_note(row, n_seeds)}"
+                top.plot(t, p, color=COLORS[fam], lw=1.1, label=label)
                 bottom.plot(t, np.maximum(np.abs(p - u), 1e-16), color=COLORS[fam], lw=1.1, label=NAMES[fam])
             top.set_title(f"along {other} = {value:.3g} ({note})")
             top.set_xlabel(along)
@@ -74,8 +74,7 @@ def draw(section, results, models, out_dir):
             bottom.set_xlabel(along)
             bottom.set_ylabel("absolute error")
         shared_legend(fig, [axes[0][0]])
-        which = f" (of {n_seeds} seeds, the one with the median L2 error)" if n_seeds > 1 else ""
-        fig.suptitle(f"{section} {name}: exact solution and each family's selected model{which}")
+        fig.suptitle(f"{section} {name}: exact solution and each family's selected model{which_seed(n_seeds)}")
         missing_note(fig, results)
         paths += save(fig, out_dir, f"cross_sections_{name}")
     return paths

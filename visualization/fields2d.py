@@ -8,7 +8,8 @@ import torch
 
 from utils.datasets import dense_grid
 from utils.pde import PROBLEMS
-from visualization.style import (NAMES, best_rows, dataset_names, missing_note, save, seed_count, selected_models)
+from visualization.style import (NAMES, best_rows, dataset_names, missing_note, save, seed_count, seed_note,
+                                 selected_models, which_seed)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
@@ -16,6 +17,7 @@ NEEDS_MODELS = True
 
 def draw(section, results, models, out_dir):
     best = best_rows(results)
+    n_seeds = seed_count(results)
     paths = []
     for name in dataset_names(results):
         pde = PROBLEMS[name]
@@ -39,8 +41,7 @@ def draw(section, results, models, out_dir):
         axes[1][0].axis("off")
         for j, (fam, (p, row)) in enumerate(preds.items(), start=1):
             im = show(axes[0][j], p, vmin=vmin, vmax=vmax, cmap="viridis")
-            seed = f", seed {int(row['seed'])}" if seed_count(results) > 1 else ""
-            axes[0][j].set_title(f"{NAMES[fam]} ({int(row['num_params'])} params{seed})")
+            axes[0][j].set_title(f"{NAMES[fam]} ({int(row['num_params'])} params{seed_note(row, n_seeds)})")
             fig.colorbar(im, ax=axes[0][j], shrink=0.8)
             im = show(axes[1][j], (p - u).abs(), vmin=0, vmax=emax, cmap="magma")
             axes[1][j].set_title(f"|error|, L2 {row['dense_mse']:.1e}")
@@ -49,9 +50,8 @@ def draw(section, results, models, out_dir):
             ax.set_xlabel("x")
             ax.set_ylabel("y")
             ax.grid(False)
-        n_seeds = seed_count(results)
-        which = f" (of {n_seeds} seeds, the one with the median L2 error)" if n_seeds > 1 else ""
-        fig.suptitle(f"{section} {name}: selected model of each family{which}; errors on one colour scale")
+        fig.suptitle(f"{section} {name}: selected model of each family{which_seed(n_seeds)}; "
+                     "errors on one colour scale")
         missing_note(fig, results)
         paths += save(fig, out_dir, f"fields_{name}")
     return paths

@@ -6,7 +6,7 @@ is the median (``style.best_rows``); the legend names it.
 import torch
 
 from visualization.style import (COLORS, best_rows, dataset_names, grid_of_axes, missing_note, save, seed_count,
-                                 selected_models, short_label)
+                                 selected_models, short_label, which_seed)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
@@ -36,7 +36,7 @@ def draw(section, results, models, out_dir):
         ax.set_title(name)
         ax.set_xlabel("x")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=6.5)  # below: hides no curve
-    which = f" (of {n_seeds} seeds, the one with the median error)" if n_seeds > 1 else ""
+    which = which_seed(n_seeds, "error")
     fig.suptitle(f"{section}: selected model of each family{which}; dense MSE on the training domain")
     missing_note(fig, results)
     return save(fig, out_dir, "fits")

@@ -208,10 +208,19 @@ def selected_models(results, models, best, dataset):
             yield family, row, model
 
 
+def seed_note(row, seeds: int) -> str:
+    """", seed S" after a model of a run with several seeds: which seed's model a panel draws."""
+    return f", seed {int(row['seed'])}" if seeds > 1 and "seed" in row.index else ""
+
+
+def which_seed(seeds: int, error: str = "L2 error") -> str:
+    """The title's note in figures that draw one model per family, for a run with several seeds."""
+    return f" (of {seeds} seeds, the one with the median {error})" if seeds > 1 else ""
+
+
 def short_label(family, row, seeds: int = 1) -> str:
-    seed = f", seed {int(row['seed'])}" if seeds > 1 and "seed" in row.index else ""
     return (f"{NAMES[family]} {config_label(family, row)}, {int(row['num_params'])} params, "
-            f"MSE {row['dense_mse']:.1e}{seed}")
+            f"MSE {row['dense_mse']:.1e}{seed_note(row, seeds)}")
 
 
 PDE_SECTIONS = ("section1_2", "section1_3")

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from utils.pde import PROBLEMS
-from visualization.style import (NAMES, best_rows, dataset_names, missing_note, save, seed_count, selected_models)
+from visualization.style import (NAMES, best_rows, dataset_names, missing_note, save, seed_count, seed_note,
+                                 selected_models, which_seed)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
@@ -33,8 +34,7 @@ def draw(section, results, models, out_dir):
         pde = PROBLEMS[name]
         panels = [("exact u", surface(pde, pde.u))]
         for fam, row, model in selected_models(results, models, best, name):
-            seed = f", seed {int(row['seed'])}" if n_seeds > 1 else ""
-            panels.append((f"{NAMES[fam]} {row['config']}{seed}\nL2 error {row['dense_mse']:.1e}",
+            panels.append((f"{NAMES[fam]} {row['config']}{seed_note(row, n_seeds)}\nL2 error {row['dense_mse']:.1e}",
                            surface(pde, model)))
         zs = np.concatenate([z.ravel() for _, (_, _, z) in panels])
         zlo, zhi = float(np.nanmin(zs)), float(np.nanmax(zs))
@@ -50,8 +50,8 @@ def draw(section, results, models, out_dir):
             ax.set_ylabel("y")
             ax.set_zlabel("u")
             ax.view_init(elev=28, azim=-60)
-        which = f" (of {n_seeds} seeds, the one with the median L2 error)" if n_seeds > 1 else ""
-        fig.suptitle(f"{section} {name}: exact solution and each family's selected model{which}; one z scale")
+        fig.suptitle(f"{section} {name}: exact solution and each family's selected model{which_seed(n_seeds)}; "
+                     "one z scale")
         missing_note(fig, results)
         paths += save(fig, out_dir, f"surfaces_{name}")
     return paths
