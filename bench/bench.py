@@ -1,4 +1,4 @@
-"""Benchmarks, printed side by side in one run: python bench/bench.py [--quick] [--parts 1234567]
+"""Benchmarks, printed side by side in one run: python bench/bench.py [--quick] [--parts 12345678]
 
 1. ms per KAN training step (one LBFGS step of 20 iterations, full batch, [1,5,1], 1000 points):
    pykan's fit() with its defaults (torch's default thread count), pykan's fit() with 1 thread,
@@ -12,6 +12,9 @@
    (nested autograd for the Laplacian, one model at a time).
 6. section1_1.py --epochs E --models mlp siren: wall time with ensembles and --one-by-one.
 7. Wall time and peak memory (all processes) of section1_1.py with one worker and with all cores.
+8. ms per 2D PINN loss-and-gradient of a section 1.3 ensemble at depth 6 (its four problems), per
+   activation: the activation step's written-out backward (``nets._ActivationStep``) against autograd
+   (relu has none: its step is two products).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from utils import pykan_compat  # noqa: E402
 from utils.datasets import FUNCTIONS_1D, RegressionProblem  # noqa: E402
 from utils.kan_stack import StackedKAN  # noqa: E402
 from utils.models import KAN_CKPT_DIR, make_kan  # noqa: E402
+from utils import nets  # noqa: E402
 from utils.nets import StackedNet  # noqa: E402
 from utils.objectives import StackedProblem  # noqa: E402
 from utils.pde import PoissonProblem, derivatives  # noqa: E402
@@ -197,6 +201,31 @@ def pinn_evaluations(reps):
     return rows
 
 
+def activation_steps(reps):
+    """ms per evaluation with and without the written-out backward, alternating, medians over ``reps``."""
+    torch.set_num_threads(1)
+    names = ("poisson_2d_sin", "poisson_2d_poly", "poisson_2d_highfreq", "poisson_2d_spec")
+    sp = StackedProblem([PoissonProblem(name, 0, i) for i, name in enumerate(names)])
+    rows, kept = [], set(nets.WRITTEN_BACKWARD)
+    try:
+        for family, activation in (("mlp", "tanh"), ("mlp", "silu"), ("siren", "sine")):
+            net = StackedNet(family, 2, 5, 6, activation)
+            X, idx = net.init(range(4)).double(), torch.arange(4)
+            fun = autograd_objective(sp, net, torch.get_default_dtype())
+            runs = []
+            for _ in range(reps):
+                pair = []
+                for written in (True, False):
+                    nets.WRITTEN_BACKWARD = {activation} if written else set()
+                    pair.append(timed(lambda: fun(X, idx), 3))
+                runs.append(pair)
+            rows.append((activation, *(statistics.median(r[i] for r in runs) for i in range(2)),
+                         statistics.median(r[1] / r[0] for r in runs), activation in kept))
+    finally:
+        nets.WRITTEN_BACKWARD = kept
+    return rows
+
+
 def run_section(args, workers):
     """Wall time and peak resident memory summed over the process tree, sampled every 50 ms."""
     with tempfile.TemporaryDirectory() as out:
@@ -222,7 +251,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller section runs")
     ap.add_argument("--steps", type=int, default=10, help="training steps per timing (part 1)")
     ap.add_argument("--section-epochs", type=int, default=100, help="--epochs of the section1_1.py runs (parts 6, 7)")
-    ap.add_argument("--parts", default="1234567", help="which parts to run, e.g. 13")
+    ap.add_argument("--parts", default="12345678", help="which parts to run, e.g. 13")
     args = ap.parse_args()
     reps = 1 if args.quick else 5
     os.makedirs(KAN_CKPT_DIR, exist_ok=True)
@@ -273,6 +302,14 @@ def main():
         for workers in (1, os.cpu_count()):
             wall, mem = run_section(["--epochs", str(epochs)], workers)
             print(f"   --workers {workers}: {wall:6.1f} s wall, peak memory {mem:.2f} GiB", flush=True)
+
+
+    if "8" in args.parts:
+        print("\n8. ms per 2D PINN loss-and-gradient, a section 1.3 ensemble (4 members), depth 6, by activation step")
+        print(f"{'activation':>10} {'written-out backward':>21} {'autograd':>9} {'ratio':>6}  used")
+        for act, written, auto, ratio, used in activation_steps(5 if not args.quick else 1):
+            print(f"{act:>10} {written:>21.1f} {auto:>9.1f} {ratio:>5.2f}x  {'written' if used else 'autograd'}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from utils import nets
 from utils.nets import StackedNet
 from utils.pde import derivatives
 
@@ -49,3 +50,33 @@ def test_forward_mode_laplacian_equals_nested_autograd(family, activation, n_in,
     Xr = X.clone().requires_grad_(True)
     (gX,) = torch.autograd.grad(net.derivatives(Xr, x)[2].pow(2).sum(), Xr)
     assert torch.isfinite(gX).all() and (activation == "relu" or gX.abs().sum() > 0)
+
+
+
+
+@pytest.mark.parametrize("family,activation,written", [("mlp", "tanh", True), ("mlp", "tanh", False),
+                                                       ("mlp", "relu", False), ("mlp", "silu", True),
+                                                       ("mlp", "silu", False), ("siren", "sine", True),
+                                                       ("siren", "sine", False)])
+@pytest.mark.parametrize("n_in,depth", [(1, 2), (2, 3), (2, 5)])
+def test_parameter_gradients_through_the_laplacian_equal_nested_autograd(family, activation, n_in, depth, written,
+                                                                         float64, monkeypatch):
+    """The gradient in the parameters of a loss on value, gradient and Laplacian, through the activation
+    step's written-out backward (``_ActivationStep``) and through autograd, against autograd through nested
+    autograd of each member's module, in float64 on random inputs, parameters and loss weights: 1e-10."""
+    monkeypatch.setattr(nets, "WRITTEN_BACKWARD", {activation} if written else set())
+    net = StackedNet(family, n_in, 5, depth, activation)
+    g = torch.Generator().manual_seed(10 + depth)
+    X = net.init([0, 1]) * (1 + torch.randn(2, net.row_size, generator=g) * 0.5)
+    x = torch.rand(2, 200, n_in, generator=g) * 2 - 1
+    w = [torch.randn(2, 200, k, generator=g) for k in (1, n_in, 1)]
+    Xr = X.clone().requires_grad_(True)
+    (gX,) = torch.autograd.grad(sum((t * c).sum() for t, c in zip(net.derivatives(Xr, x), w)), Xr)
+    for b in range(2):
+        module = net.module(X[b])
+        outs = derivatives(module, x[b], create_graph=True)
+        ref = torch.autograd.grad(sum((t * c[b]).sum() for t, c in zip(outs, w)), list(module.parameters()),
+                                  allow_unused=True)
+        ref = torch.cat([(r if r is not None else torch.zeros_like(p)).reshape(-1)
+                         for r, p in zip(ref, module.parameters())])
+        assert rel(gX[b, :net.n_params], ref) < 1e-10

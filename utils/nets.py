@@ -12,7 +12,9 @@ ordinary torch modules.
 
 ``derivatives`` propagates value, gradient and Laplacian in x forward through the layers (no
 nested autograd): for z = W h + b, grad z = W grad h and Lap z = W Lap h; for a = s(z),
-grad a = s'(z) grad z and Lap a = s''(z) |grad z|^2 + s'(z) Lap z.
+grad a = s'(z) grad z and Lap a = s''(z) |grad z|^2 + s'(z) Lap z. The activation step
+(``_activation_step``) takes for each activation whichever measured faster: autograd through those
+expressions (tanh in a shorter form, relu without the s'' term) or a written-out backward (silu, sine).
 """
 from __future__ import annotations
 
@@ -24,26 +26,92 @@ from utils.config import SIREN_OMEGA0
 
 
 def _activation(name: str, omega0: float = SIREN_OMEGA0):
-    """s, and s with its first and second derivatives, of one activation (SIREN: sin(omega0 z))."""
+    """s, and s with its first and second derivatives, of one activation (SIREN: sin(omega0 z)).
+
+    tanh, silu and sine also give their third derivative, for ``_ActivationStep``'s backward.
+    """
     if name == "tanh":
-        def derivs(z):
+        def derivs(z, third=False):
             t = torch.tanh(z)
             d1 = 1 - t * t
-            return t, d1, -2 * t * d1
+            out = t, d1, -2 * t * d1
+            return out + ((lambda: -2 * d1 * (1 - 3 * t * t)),) if third else out
         return torch.tanh, derivs
     if name == "relu":
-        return torch.relu, lambda z: (torch.relu(z), (z > 0).to(z.dtype), torch.zeros_like(z))
+        return torch.relu, lambda z: (torch.relu(z), (z > 0).to(z.dtype), None)  # s'' = 0
     if name == "silu":
-        def derivs(z):
+        def derivs(z, third=False):
             s = torch.sigmoid(z)
-            return z * s, s * (1 + z * (1 - s)), s * (1 - s) * (2 + z * (1 - 2 * s))
+            p, q = s * (1 - s), 1 - 2 * s                  # sigmoid' and sigmoid''/sigmoid'
+            out = z * s, s * (1 + z * (1 - s)), p * (2 + z * q)
+            return out + ((lambda: p * (q * (3 + z * q) - 2 * z * p)),) if third else out
         return torch.nn.functional.silu, derivs
     if name == "sine":
-        def derivs(z):
+        def derivs(z, third=False):
             sz, cz = torch.sin(omega0 * z), torch.cos(omega0 * z)
-            return sz, omega0 * cz, -omega0 * omega0 * sz
+            out = sz, omega0 * cz, -omega0 * omega0 * sz
+            return out + ((lambda: -omega0 ** 3 * cz),) if third else out
         return lambda z: torch.sin(omega0 * z), derivs
     raise ValueError(f"unknown activation {name!r}")
+
+
+class _ActivationStep(torch.autograd.Function):
+    """a = s(z) with its gradient and Laplacian in x, and a backward written out (silu and sine).
+
+    Forward: a = s(z), grad a = s1 grad z, Lap a = s2 |grad z|^2 + s1 Lap z (sk: the k-th derivative
+    of s at z). Backward, for output gradients (A, G, L): dz = A s1 + (G . grad z) s2 +
+    L (s3 |grad z|^2 + s2 Lap z), d grad z = G s1 + 2 L s2 grad z, d Lap z = L s1. Autograd through
+    the forward's expressions recomputes sin/cos in backward and runs more elementwise passes: a whole
+    2D PINN evaluation (depth 6) takes 1.07-1.2x this one's time for silu and 1.1-1.4x for sine;
+    for tanh it takes 0.8x, so tanh keeps autograd (bench/bench.py part 8). The first layer's
+    grad z is W itself, (B, w, d, 1).
+    """
+
+    @staticmethod
+    def forward(ctx, z, gz, lz, derivs):
+        s, s1, s2, s3 = derivs(z, third=True)
+        sq = (gz * gz).sum(2)
+        g = s1.unsqueeze(2) * gz
+        lap = s2 * sq if lz is None else torch.addcmul(s2 * sq, s1, lz)
+        ctx.third, ctx.first = s3, lz is None
+        ctx.save_for_backward(s1, s2, gz, sq, s1 if lz is None else lz)
+        return s, g, lap
+
+    @staticmethod
+    def backward(ctx, A, G, L):
+        s1, s2, gz, sq, lz = ctx.saved_tensors
+        inner = ctx.third() * sq
+        if not ctx.first:
+            inner.addcmul_(s2, lz)
+        dz = (A * s1).addcmul_((G * gz).sum(2), s2).addcmul_(L, inner)
+        twice = (L * s2).mul_(2).unsqueeze(2)
+        dgz = s1.unsqueeze(2) * G
+        if gz.shape[-1] == 1:  # the first layer's W, broadcast over the points
+            dgz = dgz.addcmul_(twice, gz).sum(-1, keepdim=True)
+        else:
+            dgz.addcmul_(twice, gz)
+        return dz, dgz, None if ctx.first else L * s1, None
+
+
+# activations whose step goes through _ActivationStep; the others through autograd (bench/bench.py part 8)
+WRITTEN_BACKWARD = {"silu", "sine"}
+
+
+def _activation_step(name, derivs, z, gz, lz):
+    """s(z), its gradient s' grad z and its Laplacian s'' |grad z|^2 + s' Lap z (lz None: Lap z = 0)."""
+    if name in WRITTEN_BACKWARD:
+        return _ActivationStep.apply(z, gz, lz, derivs)
+    if name == "tanh":  # s'' = -2 s s': Lap = s' (Lap z - 2 s |grad z|^2), in fewer passes than the general form
+        s = torch.tanh(z)
+        s1 = 1 - s * s
+        sq = (gz * gz).sum(2)
+        return s, s1.unsqueeze(2) * gz, s1 * (-2 * s * sq if lz is None else torch.addcmul(lz, s, sq, value=-2))
+    s, s1, s2 = derivs(z)
+    g = s1.unsqueeze(2) * gz                                     # (B, w, d, N)
+    if s2 is None:  # relu: piecewise linear
+        return s, g, torch.zeros_like(z) if lz is None else s1 * lz
+    sq = (gz * gz).sum(2)
+    return s, g, s2 * sq if lz is None else s2 * sq + s1 * lz
 
 
 def row_size(n_params: int) -> int:
@@ -152,10 +220,7 @@ class StackedNet:
         v = _linear(W, x.transpose(1, 2).contiguous(), b)       # first layer: grad x = identity, Lap x = 0
         gz, lz = W.unsqueeze(-1), None                           # (B, w, d, 1): the same at every point
         for l in range(1, self.depth):  # activation of layer l-1's output, then linear layer l
-            s, ds, dds = self.act_derivs(v)
-            g = ds.unsqueeze(2) * gz                             # (B, w, d, N)
-            sq = (gz * gz).sum(2)
-            lap = dds * sq if lz is None else dds * sq + ds * lz
+            s, g, lap = _activation_step(self.activation, self.act_derivs, v, gz, lz)
             W, b = views[2 * l], views[2 * l + 1]
             v = _linear(W, s, b)
             gz = _matmul(W, g.reshape(B, -1, d * N)).view(B, -1, d, N)
