@@ -36,11 +36,10 @@ import torch  # noqa: E402
 
 from kan import KAN  # noqa: E402
 
-from utils import pykan_compat  # noqa: E402
+from utils import nets, pykan_compat  # noqa: E402
 from utils.datasets import FUNCTIONS_1D, RegressionProblem  # noqa: E402
 from utils.kan_stack import StackedKAN  # noqa: E402
 from utils.models import KAN_CKPT_DIR, make_kan  # noqa: E402
-from utils import nets  # noqa: E402
 from utils.nets import StackedNet  # noqa: E402
 from utils.objectives import StackedProblem  # noqa: E402
 from utils.pde import PoissonProblem, derivatives  # noqa: E402
@@ -302,8 +301,6 @@ def main():
         for workers in (1, os.cpu_count()):
             wall, mem = run_section(["--epochs", str(epochs)], workers)
             print(f"   --workers {workers}: {wall:6.1f} s wall, peak memory {mem:.2f} GiB", flush=True)
-
-
     if "8" in args.parts:
         print("\n8. ms per 2D PINN loss-and-gradient, a section 1.3 ensemble (4 members), depth 6, by activation step")
         print(f"{'activation':>10} {'written-out backward':>21} {'autograd':>9} {'ratio':>6}  used")

@@ -52,8 +52,6 @@ def test_forward_mode_laplacian_equals_nested_autograd(family, activation, n_in,
     assert torch.isfinite(gX).all() and (activation == "relu" or gX.abs().sum() > 0)
 
 
-
-
 @pytest.mark.parametrize("family,activation,written", [("mlp", "tanh", True), ("mlp", "tanh", False),
                                                        ("mlp", "relu", False), ("mlp", "silu", True),
                                                        ("mlp", "silu", False), ("siren", "sine", True),

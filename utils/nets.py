@@ -12,9 +12,9 @@ ordinary torch modules.
 
 ``derivatives`` propagates value, gradient and Laplacian in x forward through the layers (no
 nested autograd): for z = W h + b, grad z = W grad h and Lap z = W Lap h; for a = s(z),
-grad a = s'(z) grad z and Lap a = s''(z) |grad z|^2 + s'(z) Lap z. The activation step
-(``_activation_step``) takes for each activation whichever measured faster: autograd through those
-expressions (tanh in a shorter form, relu without the s'' term) or a written-out backward (silu, sine).
+grad a = s'(z) grad z and Lap a = s''(z) |grad z|^2 + s'(z) Lap z. This activation step takes for
+each activation whichever measured faster: autograd through those expressions (tanh in a shorter
+form, relu without the s'' term) or a written-out backward (silu, sine; ``WRITTEN_BACKWARD``).
 """
 from __future__ import annotations
 
@@ -25,10 +25,21 @@ import torch
 from utils.config import SIREN_OMEGA0
 
 
-def _activation(name: str, omega0: float = SIREN_OMEGA0):
-    """s, and s with its first and second derivatives, of one activation (SIREN: sin(omega0 z)).
+def _autograd_step(derivs):
+    """The activation step by autograd through s, s' and s'': a = s(z), grad a = s' grad z and
+    Lap a = s'' |grad z|^2 + s' Lap z (lz None: Lap z = 0, the first layer)."""
+    def step(z, gz, lz):
+        s, s1, s2 = derivs(z)
+        sq = (gz * gz).sum(2)
+        return s, s1.unsqueeze(2) * gz, s2 * sq if lz is None else s2 * sq + s1 * lz
+    return step
 
-    tanh, silu and sine also give their third derivative, for ``_ActivationStep``'s backward.
+
+def _activation(name: str, omega0: float = SIREN_OMEGA0):
+    """One activation (SIREN: sin(omega0 z)): s; s with its first and second derivatives (and, with
+    ``third``, a function giving the third, for ``_ActivationStep``'s backward); its step by autograd.
+
+    tanh and relu have steps of their own, shorter than the general form; relu has no ``derivs``.
     """
     if name == "tanh":
         def derivs(z, third=False):
@@ -36,22 +47,31 @@ def _activation(name: str, omega0: float = SIREN_OMEGA0):
             d1 = 1 - t * t
             out = t, d1, -2 * t * d1
             return out + ((lambda: -2 * d1 * (1 - 3 * t * t)),) if third else out
-        return torch.tanh, derivs
+
+        def step(z, gz, lz):  # s'' = -2 s s': Lap a = s' (Lap z - 2 s |grad z|^2), 3 passes instead of 5
+            t = torch.tanh(z)
+            d1 = 1 - t * t
+            sq = (gz * gz).sum(2)
+            return t, d1.unsqueeze(2) * gz, d1 * (-2 * t * sq if lz is None else torch.addcmul(lz, t, sq, value=-2))
+        return torch.tanh, derivs, step
     if name == "relu":
-        return torch.relu, lambda z: (torch.relu(z), (z > 0).to(z.dtype), None)  # s'' = 0
+        def step(z, gz, lz):  # piecewise linear: s'' = 0
+            d1 = (z > 0).to(z.dtype)
+            return torch.relu(z), d1.unsqueeze(2) * gz, torch.zeros_like(z) if lz is None else d1 * lz
+        return torch.relu, None, step
     if name == "silu":
         def derivs(z, third=False):
             s = torch.sigmoid(z)
             p, q = s * (1 - s), 1 - 2 * s                  # sigmoid' and sigmoid''/sigmoid'
             out = z * s, s * (1 + z * (1 - s)), p * (2 + z * q)
             return out + ((lambda: p * (q * (3 + z * q) - 2 * z * p)),) if third else out
-        return torch.nn.functional.silu, derivs
+        return torch.nn.functional.silu, derivs, _autograd_step(derivs)
     if name == "sine":
         def derivs(z, third=False):
             sz, cz = torch.sin(omega0 * z), torch.cos(omega0 * z)
             out = sz, omega0 * cz, -omega0 * omega0 * sz
             return out + ((lambda: -omega0 ** 3 * cz),) if third else out
-        return lambda z: torch.sin(omega0 * z), derivs
+        return lambda z: torch.sin(omega0 * z), derivs, _autograd_step(derivs)
     raise ValueError(f"unknown activation {name!r}")
 
 
@@ -93,25 +113,8 @@ class _ActivationStep(torch.autograd.Function):
         return dz, dgz, None if ctx.first else L * s1, None
 
 
-# activations whose step goes through _ActivationStep; the others through autograd (bench/bench.py part 8)
+# activations whose step goes through _ActivationStep; the others' by autograd (bench/bench.py part 8)
 WRITTEN_BACKWARD = {"silu", "sine"}
-
-
-def _activation_step(name, derivs, z, gz, lz):
-    """s(z), its gradient s' grad z and its Laplacian s'' |grad z|^2 + s' Lap z (lz None: Lap z = 0)."""
-    if name in WRITTEN_BACKWARD:
-        return _ActivationStep.apply(z, gz, lz, derivs)
-    if name == "tanh":  # s'' = -2 s s': Lap = s' (Lap z - 2 s |grad z|^2), in fewer passes than the general form
-        s = torch.tanh(z)
-        s1 = 1 - s * s
-        sq = (gz * gz).sum(2)
-        return s, s1.unsqueeze(2) * gz, s1 * (-2 * s * sq if lz is None else torch.addcmul(lz, s, sq, value=-2))
-    s, s1, s2 = derivs(z)
-    g = s1.unsqueeze(2) * gz                                     # (B, w, d, N)
-    if s2 is None:  # relu: piecewise linear
-        return s, g, torch.zeros_like(z) if lz is None else s1 * lz
-    sq = (gz * gz).sum(2)
-    return s, g, s2 * sq if lz is None else s2 * sq + s1 * lz
 
 
 def row_size(n_params: int) -> int:
@@ -166,7 +169,7 @@ class StackedNet:
     def __init__(self, family: str, n_in: int, width: int, depth: int, activation: str = "sine"):
         self.family, self.n_in, self.width, self.depth = family, n_in, width, depth
         self.activation = "sine" if family == "siren" else activation
-        self.act, self.act_derivs = _activation(self.activation)
+        self.act, self.act_derivs, self.act_step = _activation(self.activation)
         dims = [n_in] + [width] * (depth - 1) + [1]
         self.shapes = [s for i in range(depth) for s in ((dims[i + 1], dims[i]), (dims[i + 1],))]
         self.n_params = sum(math.prod(s) for s in self.shapes)
@@ -220,7 +223,10 @@ class StackedNet:
         v = _linear(W, x.transpose(1, 2).contiguous(), b)       # first layer: grad x = identity, Lap x = 0
         gz, lz = W.unsqueeze(-1), None                           # (B, w, d, 1): the same at every point
         for l in range(1, self.depth):  # activation of layer l-1's output, then linear layer l
-            s, g, lap = _activation_step(self.activation, self.act_derivs, v, gz, lz)
+            if self.activation in WRITTEN_BACKWARD:
+                s, g, lap = _ActivationStep.apply(v, gz, lz, self.act_derivs)
+            else:
+                s, g, lap = self.act_step(v, gz, lz)
             W, b = views[2 * l], views[2 * l + 1]
             v = _linear(W, s, b)
             gz = _matmul(W, g.reshape(B, -1, d * N)).view(B, -1, d, N)
