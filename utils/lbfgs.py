@@ -12,7 +12,11 @@ takes exactly the steps it would take alone:
 - the vectors (parameters, gradients, directions, curvature history) are rows of tensors on the
   data's device, and every request of one kind is served for all members that made it with one
   batched operation; in particular one batched evaluation serves every member's next trial point.
-  A tick costs one objective evaluation and at most two transfers of a few scalars per member.
+  A tick costs one objective evaluation and at most two transfers of a few scalars per member;
+- a step starts where the previous one's line search ended, so the loss and gradient that
+  ``kan.LBFGS`` recomputes there (its ``closure()`` at the start of ``step``) are reused: one
+  evaluation of about 25 per step saved, the same iterates (tested). A member whose row of x or
+  whose objective changed in between (``forget``: grid updates) is evaluated afresh.
 
 Members advance in lockstep but never share state: the two-loop recursion runs over each member's
 own history (stored oldest first, a member with fewer pairs has empty leading slots that
@@ -266,6 +270,13 @@ class BatchedLBFGS:
         self.H_diag = torch.ones(B, **f64)
         self.slots = torch.zeros(B, max_ls + 1, P, **f64)  # gradients of the current line search's trials
         self.members = [_MemberState() for _ in range(B)]
+        # where each member's gradient self.g was evaluated, with its loss, |g|_1 and max|g|: a step
+        # starting there reuses them instead of evaluating again (kan.LBFGS's closure() at the start
+        # of a step recomputes what its last line search computed)
+        self.x_known = torch.full((B, P), float("nan"), **f64)
+        self.known = [None] * B
+        self.trials = [{} for _ in range(B)]     # this line search's (loss, |g|_1, max|g|) per slot
+        self.fun = None
         # the two-loop recursion compiled on the CPU (measured: 10-30x less time than 60 torch operations)
         self.compiled = torch.device(device).type == "cpu" if compiled is None else compiled
 
@@ -281,13 +292,18 @@ class BatchedLBFGS:
             X = x[idx] + t[:, None] * self.d[idx]
         F, G = fun(X, idx)
         F, G = F.to(torch.float64), G.to(torch.float64)
+        l1, gmax = G.abs().sum(1), G.abs().amax(1)
         if first_eval:
-            self.g[idx] = G
-            third = G.abs().sum(1)
-        else:
-            self.slots[idx, torch.tensor([r[2] for _, r in reqs], device=x.device)] = G
-            third = (G * self.d[idx]).sum(1)
-        return [tuple(r) for r in torch.stack([F, third, G.abs().amax(1)], 1).tolist()]
+            self.g[idx], self.x_known[idx] = G, X
+            replies = [tuple(r) for r in torch.stack([F, l1, gmax], 1).tolist()]
+            for (b, _), reply in zip(reqs, replies):
+                self.known[b] = reply
+            return replies
+        self.slots[idx, torch.tensor([r[2] for _, r in reqs], device=x.device)] = G
+        rows = torch.stack([F, (G * self.d[idx]).sum(1), gmax, l1], 1).tolist()
+        for (b, r), (f, _, m, n) in zip(reqs, rows):
+            self.trials[b][r[2]] = (f, n, m)
+        return [tuple(r[:3]) for r in rows]
 
     def _directions(self, reqs):
         """New search directions (kan.LBFGS's history update and two-loop recursion); g.d and max|d|."""
@@ -326,12 +342,22 @@ class BatchedLBFGS:
         if moved:
             rows = idx[[i for i, _ in moved]]
             self.g[rows] = self.slots[rows, torch.tensor([s for _, s in moved], device=x.device)]
+            self.x_known[rows] = x[rows]
+            for i, slot in moved:
+                b = reqs[i][0]
+                self.known[b] = self.trials[b][slot]
+        for b, _ in reqs:
+            self.trials[b].clear()
         return [None] * len(reqs)
 
     def _set_t(self, reqs):
         self.t[torch.tensor([b for b, _ in reqs], device=self.t.device)] = torch.tensor(
             [r[1] for _, r in reqs], dtype=self.t.dtype, device=self.t.device)
         return [None] * len(reqs)
+
+    def forget(self):
+        """The objective changed (a grid update): the next step evaluates every member afresh."""
+        self.known = [None] * len(self.known)
 
     # ------------------------------------------------------------------ one step
 
@@ -355,8 +381,15 @@ class BatchedLBFGS:
                 return
             queue[request[0]].append((b, request))
 
-        first = self._evaluate(fun, x, [(b, None) for b in members], first_eval=True)
-        for b, (f, g_l1, g_max) in zip(members, first):
+        if fun is not self.fun:
+            self.forget()
+        self.fun = fun
+        same = (x[members] == self.x_known[members]).all(1).tolist()  # one transfer, not one per member
+        fresh = [b for b, kept in zip(members, same) if self.known[b] is None or not kept]
+        if fresh:
+            self._evaluate(fun, x, [(b, None) for b in fresh], first_eval=True)
+        for b in members:
+            f, g_l1, g_max = self.known[b]
             st = self.members[b]
             st.g0max, st.g0l1 = g_max, g_l1
             gens[b] = _member_step(st, f, self.lr, self.max_iter, self.max_eval, self.tolerance_grad,

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from utils.config import KAN_GRIDS, KAN_WIDTH, PRUNE_EDGE_TH, PRUNE_LAMB, PRUNE_NODE_TH, QUICK_GRIDS, WIDTH
 from utils.families import FAMILIES
+from utils.host_memory import keep_freed_memory
 
 # what the command line may change, with the protocol's defaults; each lands in a column of its family
 SETTINGS = {"width": WIDTH, "kan_width": KAN_WIDTH, "prune_lamb": PRUNE_LAMB, "prune_node_th": PRUNE_NODE_TH,
@@ -120,6 +121,7 @@ def run_ensemble(ens: Ensemble) -> list[dict]:
     """Train one ensemble; for each of its tasks its rows and trained model specs (plain, picklable data)."""
     if ens.device == "cpu":
         torch.set_num_threads(1)
+        keep_freed_memory()
     seed = ens.tasks[0].seed
     torch.manual_seed(seed)
     np.random.seed(seed % 2 ** 32)

@@ -84,8 +84,8 @@ def run_stage(problem, model, X, steps, log: Members, members, ids, make_objecti
 
     ``params(members)`` gives their parameter counts (default: the model's, the same for all).
     ``make_objective()`` is called after ``before_step(step, members)``, which may change the model
-    and X (grid updates) and returns X; the optimizer's curvature history carries over, as in
-    pykan's fit().
+    and X (grid updates) and returns X (a new tensor if it changed anything); the optimizer's
+    curvature history carries over, as in pykan's fit().
     """
     opt = BatchedLBFGS(X.shape[0], X.shape[1], device=device, **LBFGS_OPTIONS)
     X = X.to(torch.float64)
@@ -97,7 +97,10 @@ def run_stage(problem, model, X, steps, log: Members, members, ids, make_objecti
         t0 = time.perf_counter()
         try:
             if before_step is not None:
-                X = before_step(s, idx, X)
+                changed = before_step(s, idx, X)
+                if changed is not X:  # the model changed with X (a grid update): no reuse of old gradients
+                    opt.forget()
+                X = changed
             X = opt.step(make_objective(), X, members)
             _sync(device)
             seconds = time.perf_counter() - t0
