@@ -269,21 +269,21 @@ class BatchedLBFGS:
         self.rho = torch.zeros(B, m, **f64)     # 1 / (y.s); 0 in empty slots
         self.H_diag = torch.ones(B, **f64)
         self.slots = torch.zeros(B, max_ls + 1, P, **f64)  # gradients of the current line search's trials
-        self.members = [_MemberState() for _ in range(B)]
-        # where each member's gradient self.g was evaluated, with its loss, |g|_1 and max|g|: a step
-        # starting there reuses them instead of evaluating again (kan.LBFGS's closure() at the start
-        # of a step recomputes what its last line search computed)
+        # with self.g, where it was evaluated and its (loss, |g|_1, max|g|): a step starting there reuses
+        # them (kan.LBFGS's closure() at the start of a step recomputes what its last line search did);
+        # NaN rows of x_known: evaluate afresh
         self.x_known = torch.full((B, P), float("nan"), **f64)
-        self.known = [None] * B
-        self.trials = [{} for _ in range(B)]     # this line search's (loss, |g|_1, max|g|) per slot
+        self.stats, self.slot_stats = torch.zeros(B, 3, **f64), torch.zeros(B, max_ls + 1, 3, **f64)
         self.fun = None
+        self.members = [_MemberState() for _ in range(B)]
         # the two-loop recursion compiled on the CPU (measured: 10-30x less time than 60 torch operations)
         self.compiled = torch.device(device).type == "cpu" if compiled is None else compiled
 
     # ------------------------------------------------------------------ batched requests
 
     def _evaluate(self, fun, x, reqs, first_eval):
-        """One batched evaluation; returns each member's reply scalars."""
+        """One batched evaluation; returns each member's reply scalars (a line search's trial), or
+        records the gradient and its statistics at the members' own rows (the start of a step)."""
         idx = torch.tensor([b for b, _ in reqs], device=x.device)
         if first_eval:
             X = x[idx]
@@ -292,18 +292,14 @@ class BatchedLBFGS:
             X = x[idx] + t[:, None] * self.d[idx]
         F, G = fun(X, idx)
         F, G = F.to(torch.float64), G.to(torch.float64)
-        l1, gmax = G.abs().sum(1), G.abs().amax(1)
+        gmax = G.abs().amax(1)
+        stats = torch.stack([F, G.abs().sum(1), gmax], 1)
         if first_eval:
-            self.g[idx], self.x_known[idx] = G, X
-            replies = [tuple(r) for r in torch.stack([F, l1, gmax], 1).tolist()]
-            for (b, _), reply in zip(reqs, replies):
-                self.known[b] = reply
-            return replies
-        self.slots[idx, torch.tensor([r[2] for _, r in reqs], device=x.device)] = G
-        rows = torch.stack([F, (G * self.d[idx]).sum(1), gmax, l1], 1).tolist()
-        for (b, r), (f, _, m, n) in zip(reqs, rows):
-            self.trials[b][r[2]] = (f, n, m)
-        return [tuple(r[:3]) for r in rows]
+            self.g[idx], self.x_known[idx], self.stats[idx] = G, X, stats
+            return None
+        slots = torch.tensor([r[2] for _, r in reqs], device=x.device)
+        self.slots[idx, slots], self.slot_stats[idx, slots] = G, stats
+        return [tuple(r) for r in torch.stack([F, (G * self.d[idx]).sum(1), gmax], 1).tolist()]
 
     def _directions(self, reqs):
         """New search directions (kan.LBFGS's history update and two-loop recursion); g.d and max|d|."""
@@ -341,13 +337,9 @@ class BatchedLBFGS:
         moved = [(i, r[2]) for i, (_, r) in enumerate(reqs) if r[2] >= 0]
         if moved:
             rows = idx[[i for i, _ in moved]]
-            self.g[rows] = self.slots[rows, torch.tensor([s for _, s in moved], device=x.device)]
+            slots = torch.tensor([s for _, s in moved], device=x.device)
+            self.g[rows], self.stats[rows] = self.slots[rows, slots], self.slot_stats[rows, slots]
             self.x_known[rows] = x[rows]
-            for i, slot in moved:
-                b = reqs[i][0]
-                self.known[b] = self.trials[b][slot]
-        for b, _ in reqs:
-            self.trials[b].clear()
         return [None] * len(reqs)
 
     def _set_t(self, reqs):
@@ -357,7 +349,7 @@ class BatchedLBFGS:
 
     def forget(self):
         """The objective changed (a grid update): the next step evaluates every member afresh."""
-        self.known = [None] * len(self.known)
+        self.x_known.fill_(float("nan"))
 
     # ------------------------------------------------------------------ one step
 
@@ -385,11 +377,10 @@ class BatchedLBFGS:
             self.forget()
         self.fun = fun
         same = (x[members] == self.x_known[members]).all(1).tolist()  # one transfer, not one per member
-        fresh = [b for b, kept in zip(members, same) if self.known[b] is None or not kept]
+        fresh = [b for b, kept in zip(members, same) if not kept]
         if fresh:
             self._evaluate(fun, x, [(b, None) for b in fresh], first_eval=True)
-        for b in members:
-            f, g_l1, g_max = self.known[b]
+        for b, (f, g_l1, g_max) in zip(members, self.stats[members].tolist()):
             st = self.members[b]
             st.g0max, st.g0l1 = g_max, g_l1
             gens[b] = _member_step(st, f, self.lr, self.max_iter, self.max_eval, self.tolerance_grad,
