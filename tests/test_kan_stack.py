@@ -153,7 +153,8 @@ def test_refine_matches_pykans(width, dtype):
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     for b, m in enumerate(models):
         with pykan_in_float64():  # as in the grid update test, and refine builds its new KAN in it
-            m.to(torch.float64).cache_data = x[b].double()  # in place: m holds its forward's graph
+            m.to(torch.float64)  # in place: a deepcopy refuses m, which holds its last forward's graph
+            m.cache_data = x[b].double()
             ref = m.refine(12)
             for l, layer in enumerate(ref.act_fun):
                 assert rel(fine.grids[l][b].double(), layer.grid) < tol
