@@ -15,6 +15,10 @@
 8. ms per 2D PINN loss-and-gradient of a section 1.3 ensemble at depth 6 (its four problems), per
    activation: the activation step's written-out backward (``nets._ActivationStep``) against autograd
    (relu has none: its step is two products).
+9. What float64 training costs against float32, per family: training seconds per epoch (optimizer
+   steps, grid updates, refines, pruning; the float64 metrics, the same in both, left out) of one
+   real ensemble of each family, section 1.1's nine datasets and section 1.3's four problems, the
+   two precisions alternating, medians over the repetitions.
 """
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ from utils.models import KAN_CKPT_DIR, make_kan  # noqa: E402
 from utils.nets import StackedNet  # noqa: E402
 from utils.objectives import StackedProblem  # noqa: E402
 from utils.pde import PoissonProblem, derivatives  # noqa: E402
+from utils.families import FAMILIES  # noqa: E402
+from utils.sweep import build_tasks, group, make_problem  # noqa: E402
 from utils.training import KanStage, Members, autograd_objective  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()
@@ -76,10 +82,10 @@ def pykan_ms_per_step(G, steps, threads):
 def kan_stage(p, G):
     """One KAN member on problem p, ready to train as a section run trains it."""
     sp = StackedProblem([p])
-    kans = [make_kan([1, 5, 1], G, seed=0)]
+    kans = [make_kan([1, 5, 1], G, seed=0, dtype=torch.float64)]  # the pipeline's default precision
     stacked, X = StackedKAN.from_pykan(kans)
     log = Members([{}])
-    return KanStage(sp, stacked, X, kans, log, [0], "cpu", torch.get_default_dtype(), {}), log
+    return KanStage(sp, stacked, X, kans, log, [0], "cpu", torch.float64, {}), log
 
 
 def pipeline_ms_per_step(G, steps):
@@ -175,20 +181,20 @@ def pinn_evaluations(reps):
             sp = StackedProblem(problems)
             if make:
                 model = make()
-                X = model.init(list(range(B)))
+                X = model.init(list(range(B)), dtype=torch.float64)
                 singles = []
                 for b in range(B):
                     m = model.module(X[b])
                     singles.append((m, list(m.parameters())))
             else:
-                kans = [make_kan([2, 5, 1], 10, seed=b) for b in range(B)]
+                kans = [make_kan([2, 5, 1], 10, seed=b, dtype=torch.float64) for b in range(B)]
                 model, X = StackedKAN.from_pykan(kans)
                 singles = []
                 for b in range(B):
                     one, Xb = StackedKAN.from_pykan([kans[b]])
                     Xb = Xb.requires_grad_(True)
                     singles.append((lambda x, one=one, Xb=Xb: one.forward(Xb, x[None])[0], [Xb]))
-            fun = autograd_objective(sp, model, torch.get_default_dtype())
+            fun = autograd_objective(sp, model, torch.float64)
             idx = torch.arange(B)
             engine = timed(lambda: fun(X.double(), idx), reps)
 
@@ -209,8 +215,8 @@ def activation_steps(reps):
     try:
         for family, activation in (("mlp", "tanh"), ("mlp", "silu"), ("siren", "sine")):
             net = StackedNet(family, 2, 5, 6, activation)
-            X, idx = net.init(range(4)).double(), torch.arange(4)
-            fun = autograd_objective(sp, net, torch.get_default_dtype())
+            X, idx = net.init(range(4), dtype=torch.float64), torch.arange(4)
+            fun = autograd_objective(sp, net, torch.float64)
             runs = []
             for _ in range(reps):
                 pair = []
@@ -223,6 +229,61 @@ def activation_steps(reps):
     finally:
         nets.WRITTEN_BACKWARD = kept
     return rows
+
+
+PRECISION_CASES = {  # per section: (family, configuration, epochs)
+    "section1_1": [("mlp", "depth=4 tanh", 12), ("mlp", "depth=4 silu", 12), ("siren", "depth=4", 12),
+                   ("kan", "", 12), ("kan_pruning", "", 14)],
+    "section1_3": [("mlp", "depth=4 tanh", 3), ("mlp", "depth=4 silu", 3), ("siren", "depth=4", 3),
+                   ("kan", "", 6), ("kan_pruning", "", 7)],
+}
+
+
+def training_seconds(ensemble) -> float:
+    """Training seconds of one ensemble: the optimizer steps as the rows count them, metrics excluded."""
+    spent = []
+    record = Members.record
+
+    def counting(self, members, seconds, *a, **k):
+        spent.append(seconds)
+        return record(self, members, seconds, *a, **k)
+    Members.record = counting
+    try:
+        FAMILIES[ensemble.family].train(ensemble, [make_problem(t) for t in ensemble.tasks],
+                                        [{} for _ in ensemble.tasks], dict(ensemble.config))
+    finally:
+        Members.record = record
+    return sum(spent)
+
+
+def precision_costs(reps):
+    """Per section and family: seconds per epoch in float32 and float64 and their ratio (medians)."""
+    from utils.datasets import FUNCTIONS_1D as F1
+    from utils.pde import SECTION1_3
+    torch.set_num_threads(1)
+    rows = []
+    for section, cases in PRECISION_CASES.items():
+        datasets = list(enumerate(F1 if section == "section1_1" else SECTION1_3))
+        options = () if section == "section1_1" else (("mode", "pinn"), ("alpha", 0.01), ("n_interior", 10_000),
+                                                      ("n_boundary", 800))
+        for family, label, epochs in cases:
+            ensembles = {}
+            for dtype in ("float32", "float64"):
+                tasks = build_tasks(section, datasets, [family], 0, epochs, "cpu", options=options, dtype=dtype)
+                ensembles[dtype] = [e for e in group(tasks) if not label or _label(e) == label][0]
+            training_seconds(ensembles["float64"])  # warm-up: compiled code, caches
+            runs = [[training_seconds(ensembles[d]) / epochs for d in ("float32", "float64")] for _ in range(reps)]
+            f32, f64 = (statistics.median(r[i] for r in runs) for i in range(2))
+            rows.append((section, family, label, len(ensembles["float64"].tasks), f32, f64,
+                         statistics.median(r[1] / r[0] for r in runs)))
+            print(f"   {section} {family:>11} {label:>13} {rows[-1][3]:>2} members {f32:8.3f} {f64:8.3f} "
+                  f"{rows[-1][-1]:5.2f}x", flush=True)
+    return rows
+
+
+def _label(ensemble) -> str:
+    c = dict(ensemble.config)
+    return f"depth={c['depth']}" + (f" {c['activation']}" if "activation" in c else "")
 
 
 def run_section(args, workers):
@@ -250,7 +311,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller section runs")
     ap.add_argument("--steps", type=int, default=10, help="training steps per timing (part 1)")
     ap.add_argument("--section-epochs", type=int, default=100, help="--epochs of the section1_1.py runs (parts 6, 7)")
-    ap.add_argument("--parts", default="12345678", help="which parts to run, e.g. 13")
+    ap.add_argument("--parts", default="123456789", help="which parts to run, e.g. 13")
     args = ap.parse_args()
     reps = 1 if args.quick else 5
     os.makedirs(KAN_CKPT_DIR, exist_ok=True)
@@ -301,6 +362,10 @@ def main():
         for workers in (1, os.cpu_count()):
             wall, mem = run_section(["--epochs", str(epochs)], workers)
             print(f"   --workers {workers}: {wall:6.1f} s wall, peak memory {mem:.2f} GiB", flush=True)
+    if "9" in args.parts:
+        print("\n9. training seconds per epoch, float32 against float64 (one ensemble per family, all its datasets)")
+        print(f"   {'section':10} {'family':>11} {'config':>13} {'B':>10} {'float32':>8} {'float64':>8} {'ratio':>6}")
+        precision_costs(3 if not args.quick else 1)
     if "8" in args.parts:
         print("\n8. ms per 2D PINN loss-and-gradient, a section 1.3 ensemble (4 members), depth 6, by activation step")
         print(f"{'activation':>10} {'written-out backward':>21} {'autograd':>9} {'ratio':>6}  used")

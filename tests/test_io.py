@@ -42,8 +42,9 @@ def test_round_trip_data_and_attrs_exact(tmp_path):
     for m, df in results.items():
         pd.testing.assert_frame_equal(loaded[m], df)
         assert loaded[m].attrs == {"section": "section1_1", "timestamp": ts, "epochs": 100,
-                                   "device": "cpu", "seed": 7, "model_type": m}
-    assert meta == {"section": "section1_1", "timestamp": ts, "epochs": 100, "device": "cpu", "seed": 7}
+                                   "device": "cpu", "seed": 7, "dtype": None, "model_type": m}
+    assert meta == {"section": "section1_1", "timestamp": ts, "epochs": 100, "device": "cpu", "seed": 7,
+                    "dtype": None}
     assert results["mlp"].attrs == {}  # the caller's frames are not modified
 
 

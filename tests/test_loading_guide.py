@@ -25,5 +25,6 @@ def test_every_example_runs(tmp_path, monkeypatch, capsys):
     assert "[2, 3] ['relu', 'silu', 'tanh'] [3, 5] 3 [1, 2]" in out.replace("np.int64(", "").replace(")", "")
     assert namespace["paths"] and all(p.exists() for p in namespace["paths"])
     # the toy example ran both, on every grid of the schedule
-    assert set(namespace["pipeline_rmse"].index) == set(namespace["pykan_rmse"]) == {3, 5, 10, 20, 50}
+    for dtype in ("float64", "float32"):
+        assert set(namespace["pipeline_rmse"][dtype].index) == set(namespace["pykan_rmse"]) == {3, 5, 10, 20, 50}
     assert namespace["df"]["grid_size"].tolist()[::2] == [3, 5, 10, 20, 50]

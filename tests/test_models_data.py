@@ -34,7 +34,26 @@ def test_sampling_on_training_domain_seeded_and_shared():
     assert not torch.equal(a.train_x, a.test_x)
     # dense grid: 10,000 uniform points covering exactly [0, 1]
     assert a.dense_x.shape == (N_DENSE_1D, 1) and a.dense_x[0] == 0 and a.dense_x[-1] == 1
-    assert torch.allclose(a.dense_x.diff(dim=0), torch.full((N_DENSE_1D - 1, 1), 1 / (N_DENSE_1D - 1)), atol=1e-6)
+    assert torch.allclose(a.dense_x.diff(dim=0), torch.full((N_DENSE_1D - 1, 1), 1 / (N_DENSE_1D - 1),
+                                                            dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONS_1D))
+def test_targets_are_the_function_at_float64_points(name):
+    """Points and targets are float64, targets the function at those points: a target computed at
+    float32 points and cast up is off by the points' rounding (sin(2 pi 5 x): ~1e-6), which limited the
+    dense MSE of a perfect model to ~1e-13."""
+    p = RegressionProblem(name, FUNCTIONS_1D[name], seed=0, dataset_idx=0)
+    for x, y in ((p.train_x, p.train_y), (p.val_x, p.val_y), (p.test_x, p.test_y), (p.dense_x, p.dense_y)):
+        assert x.dtype == y.dtype == torch.float64
+        assert torch.equal(y, FUNCTIONS_1D[name](x))
+    grid = p.dense_x[:, 0].tolist()
+    assert grid == [i / (N_DENSE_1D - 1) for i in range(N_DENSE_1D)] or \
+        max(abs(v - i / (N_DENSE_1D - 1)) for i, v in enumerate(grid)) <= 2.3e-16
+    if name.startswith("sin_freq"):  # against math.sin, independent of torch: float64 rounding, not float32's
+        nu = int(name[-1])
+        ref = [math.sin(2 * math.pi * nu * v) for v in grid]
+        assert max(abs(a - b) for a, b in zip(p.dense_y[:, 0].tolist(), ref)) < 1e-14
 
 
 def test_evaluate_reports_mse_not_rmse():

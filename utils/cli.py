@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from utils.config import DEFAULT_EPOCHS, QUICK_EPOCHS, QUICK_PDE_POINTS
+from utils.config import DEFAULT_DTYPE, DEFAULT_EPOCHS, QUICK_EPOCHS, QUICK_PDE_POINTS
 from utils.io import (DEFAULT_RESULTS_DIR, RunError, finish_run, list_unfinished, load_partial, save_partial,
                       start_run)
 from utils.summary import summary_text
@@ -86,6 +86,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help=f"optimizer steps per model, one full-batch LBFGS step each; KANs spread them over "
                         f"their grid schedule (default {DEFAULT_EPOCHS}, {QUICK_EPOCHS} with --quick)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda if available")
+    p.add_argument("--dtype", choices=["float64", "float32"], default=DEFAULT_DTYPE,
+                   help="training precision of every family (metrics are float64 either way)")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=seed_value, default=None,
                        help="one seed: data sampling and model initialization (default 0)")
@@ -187,7 +189,8 @@ def plan(prog, section, args, datasets, quick_datasets, problem_options) -> dict
             "seeds": seeds_of(args), "epochs": args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS),
             "device": resolve_device(prog, args.device), "quick": args.quick,
             "problem_options": problem_options(args) if problem_options else (),
-            "settings": {k: getattr(args, k) for k in SETTINGS}, "together": not args.one_by_one}
+            "settings": {k: getattr(args, k) for k in SETTINGS}, "together": not args.one_by_one,
+            "dtype": args.dtype}
 
 
 def resumed_plan(prog, section, args, parser) -> tuple[dict, dict]:
@@ -213,7 +216,7 @@ def resumed_plan(prog, section, args, parser) -> tuple[dict, dict]:
 def tasks_of(options) -> list:
     return build_tasks(options["section"], options["datasets"], options["families"], options["seeds"],
                        options["epochs"], options["device"], options["quick"], options["problem_options"],
-                       options["settings"])
+                       options["settings"], options.get("dtype", DEFAULT_DTYPE))
 
 
 def unit_key(i: int, ensemble) -> str:
@@ -274,7 +277,7 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
     print(f"{section} run {ts}: {len(tasks)} models ({', '.join(options['families'])}) in {len(ensembles)} ensembles"
           f"{f', {len(finished)} already done' if finished else ''}; {len(options['datasets'])} datasets, "
           f"{options['epochs']} epochs, {'seed' if len(seeds) == 1 else 'seeds'} {' '.join(map(str, seeds))}, "
-          f"device {options['device']}, {how}. If interrupted, resume with: python {prog} --resume {ts}", flush=True)
+          f"{options.get('dtype', DEFAULT_DTYPE)}, device {options['device']}, {how}. If interrupted, resume with: python {prog} --resume {ts}", flush=True)
     t0 = time.perf_counter()
     resume_hint = f"resume with: python {prog} --resume {ts}"
     try:
@@ -295,16 +298,17 @@ def run_section(section: str, datasets, quick_datasets, description: str, argv=N
     try:
         # a run's seeds are its seed column; only a one-seed run names its seed in the metadata
         finish_run(section, ts, frames, models=models, results_dir=args.results_dir, epochs=options["epochs"],
-                   device=options["device"], **({"seed": seeds[0]} if len(seeds) == 1 else {}))
+                   device=options["device"], dtype=options.get("dtype", DEFAULT_DTYPE),
+                   **({"seed": seeds[0]} if len(seeds) == 1 else {}))
     except RunError as e:
         die(prog, f"could not save the run: {e}; the finished ensembles are kept, {resume_hint}", 1)
-    print_summary(frames, time.perf_counter() - t0)
+    print_summary(frames, time.perf_counter() - t0, options.get("dtype", DEFAULT_DTYPE))
     print(f"\nSaved run {section} {ts}:")
     for name in sorted(p.name for p in args.results_dir.glob(f"{section}_{ts}_*")):
         print(f"  {args.results_dir / name}")
     return ts
 
 
-def print_summary(frames, seconds):
+def print_summary(frames, seconds, dtype=None):
     print(f"\nTrained in {seconds:.1f} s.")
-    print(summary_text(frames))
+    print(summary_text(frames, dtype))

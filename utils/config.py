@@ -35,3 +35,5 @@ QUICK_DEPTHS, QUICK_GRIDS = (2, 3), (3, 5, 10)
 QUICK_PDE_POINTS = {1: (1000, 2), 2: (1000, 200)}  # (interior, boundary)
 
 DEFAULT_EPOCHS = 100
+# training precision of every family (--dtype); README "How each family is trained" says why float64
+DEFAULT_DTYPE = "float64"

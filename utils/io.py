@@ -243,7 +243,7 @@ def save_run(results: dict, section: str, models=None, results_dir=None, **meta)
     """Save one run; return its timestamp.
 
     ``results`` maps model type (mlp, siren, kan, kan_pruning) to its DataFrame. ``meta`` is the
-    essential metadata (epochs, device, and seed when known). Every file is written to a temporary
+    essential metadata (epochs, device, and seed and dtype when known). Every file is written to a temporary
     name first and renamed only when all are written, so a crash leaves no partial run behind; a
     failed write (full disk, permissions) raises a one-line RunError naming the file.
     """
@@ -409,7 +409,7 @@ def load_run(section: str, timestamp: str | None = None, results_dir=None, load_
     """Load a run: ``(results, meta)``, or ``(results, meta, models)`` with ``load_models=True``.
 
     No timestamp means the latest complete run. ``meta`` holds every essential key (section,
-    timestamp, epochs, device, seed; None where an older run does not know it), taken from
+    timestamp, epochs, device, seed, dtype; None where an older run does not know it), taken from
     ``df.attrs`` or an older run's metadata; the DataFrames' attrs are filled the same way.
     An unfinished run raises RunError saying how to resume it.
     """

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
 
+from utils.lanes import lanewise, pad_points
 from utils.nets import row_size, row_views
 
 PARAM_NAMES = ("coef", "scale_base", "scale_sp")
@@ -294,10 +296,11 @@ class StackedKAN:
 
     # -- forward
 
-    def _layer(self, X, l, h, members, grad=None, lap=None, record=False):
-        """Layer l for members' inputs h (b, n, in); with grad (b, n, in, d) and lap (b, n, in) also
-        their derivatives in x. Returns (h, grad, lap) of the next layer, and the edge activations
-        (b, in, out, n) and inputs when ``record``."""
+    def _layer(self, X, l, h, members, grad=None, lap=None, record=False, source=None):
+        """Layer l for members' inputs h (b, n, in), n a whole number of lanes (``utils.lanes``); with
+        grad (b, n, in, d) and lap (b, n, in) also their derivatives in x. Returns (h, grad, lap) of the
+        next layer, and the edge activations (b, in, out, n) and inputs when ``record``. ``source``: the
+        unpadded data h was made from, when h is the data (caching the first layer's bases)."""
         coef, sb, sp = self._layer_views(X, l)
         pick = (lambda t: t) if members is None else (lambda t: t[members])
         grid, mask = pick(self.grids[l]), pick(self.masks[l])
@@ -308,7 +311,7 @@ class StackedKAN:
         # (sigmoid) on a strided tensor by another path than on a contiguous one, and the two differ in
         # the last bit (measured), so a member's bits would depend on its ensemble's layout
         degrees = 0 if grad is None else min(2, k)
-        xt, Ns, m, sig = self._inputs(l, h, grid, members, k - degrees)
+        xt, Ns, m, sig = self._inputs(h, grid, members, k - degrees, source)
         C = coef.reshape(B * n_in, n_out, -1)
         s = spline_values(Ns[0], m, C, k).view(B, n_in, n_out, n_pts)
         xb = xt.view(B, n_in, 1, n_pts)
@@ -342,19 +345,21 @@ class StackedKAN:
         new_lap = a.unsqueeze(1) * (ddphi * sq.unsqueeze(2) + dphi * lap_in).sum(1).transpose(1, 2)
         return out, new_grad.contiguous(), new_lap.contiguous(), (phi, h) if record else None
 
-    def _inputs(self, l, h, grid, members, lowest):
+    def _inputs(self, h, grid, members, lowest, source=None):
         """A layer's inputs as (splines, points), their nonzero bases, intervals and sigmoid.
 
-        For the first layer these depend on the data and the grids only, not on the parameters, so
-        they are kept while neither changes (the optimizer evaluates the same points ~25 times a step).
+        For the first layer (``source``: the data) these depend on the data and the grids only, not on
+        the parameters, so they are kept while neither changes (the optimizer evaluates the same points
+        ~25 times a step).
         """
         key = None
-        if l == 0 and not h.requires_grad:
-            key = (h.data_ptr(), h._version, tuple(h.shape), id(self.grids[0]), self.grids[0]._version,
+        if source is not None and not source.requires_grad:
+            key = (id(source), source._version, tuple(source.shape), id(self.grids[0]), self.grids[0]._version,
                    None if members is None else tuple(members.tolist()), lowest)
             cache = self.__dict__.setdefault("_cache", {})
-            if key in cache:
-                return cache[key]
+            hit = cache.get(key)
+            if hit is not None and hit[0]() is source:
+                return hit[1]
         B, n_pts, n_in = h.shape
         # every elementwise operation below works on contiguous tensors: torch computes a transcendental
         # (sigmoid) on a strided tensor by another path than on a contiguous one, and the two differ in
@@ -365,24 +370,28 @@ class StackedKAN:
         if key is not None:
             if len(cache) >= 4:  # the training points, the boundary points, and a little more
                 cache.pop(next(iter(cache)))
-            cache[key] = value
+            cache[key] = (weakref.ref(source), value)  # an id is only this tensor's while it lives
         return value
 
     def forward(self, X, x, members=None, record=False):
         """Outputs (b, n, out) of the members at x (b, n, n_in); ``members`` selects their grids and
-        masks (default: all, in order). With ``record``, also each layer's (activations, inputs)."""
-        h, acts = x, []
+        masks (default: all, in order). With ``record``, also each layer's (activations, inputs) at
+        the n points."""
+        n = x.shape[1]
+        h, acts = pad_points(x, 1), []
         for l in range(len(self.width) - 1):
-            h, _, _, rec = self._layer(X, l, h, members, record=record)
-            acts.append(rec)
-        return (h, acts) if record else h
+            h, _, _, rec = self._layer(X, l, h, members, record=record, source=x if l == 0 else None)
+            if record:
+                acts.append((rec[0][..., :n], rec[1][:, :n]))
+        return (h[:, :n], acts) if record else h[:, :n]
 
     def derivatives(self, X, x, members=None):
         """Value (b, n, 1), gradient in x (b, n, d) and Laplacian in x (b, n, 1), forward-mode."""
-        h, grad, lap = x, True, None  # True: the inputs are the coordinates themselves
+        n = x.shape[1]
+        h, grad, lap = pad_points(x, 1), True, None  # True: the inputs are the coordinates themselves
         for l in range(len(self.width) - 1):
-            h, grad, lap, _ = self._layer(X, l, h, members, grad, lap)
-        return h, grad[:, :, 0], lap
+            h, grad, lap, _ = self._layer(X, l, h, members, grad, lap, source=x if l == 0 else None)
+        return h[:, :n], grad[:, :n, 0], lap[:, :n]
 
     def regularizer(self, X, x, members=None, reg=("edge_forward_spline_n", 1.0, 2.0, 0.0, 0.0)):
         """pykan's ``get_reg(reg_metric, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)`` per member (b,),
@@ -399,8 +408,8 @@ class StackedKAN:
             l1 = vec.sum((1, 2))
             p_row = vec / (vec.sum(2, keepdim=True) + 1)
             p_col = vec / (vec.sum(1, keepdim=True) + 1)
-            ent_row = -(p_row * torch.log2(p_row + 1e-4)).sum(2).mean(1)
-            ent_col = -(p_col * torch.log2(p_col + 1e-4)).sum(1).mean(1)
+            ent_row = -(p_row * lanewise(torch.log2, p_row + 1e-4)).sum(2).mean(1)
+            ent_col = -(p_col * lanewise(torch.log2, p_col + 1e-4)).sum(1).mean(1)
             total = total + lamb_l1 * l1 + lamb_entropy * (ent_row + ent_col)
         if lamb_coef or lamb_coefdiff:
             for l in range(len(self.width) - 1):
@@ -425,10 +434,11 @@ class StackedKAN:
         old_grids = [g[members].clone() for g in self.grids]
         old = sub.clone()
         h = x
+        n_pts = x.shape[1]
         ok = torch.ones(len(members), dtype=torch.bool, device=x.device)
         for l in range(len(self.width) - 1):
             coef = self._layer_views(sub, l)[0]
-            Bm, n_pts, n_in = h.shape
+            Bm, _, n_in = h.shape
             xs = torch.sort(h, dim=1)[0].permute(0, 2, 1).reshape(Bm * n_in, n_pts)
             grid = self.grids[l][members].reshape(Bm * n_in, -1)
             (N,), m = local_bases(xs, grid, self.k)
@@ -448,7 +458,7 @@ class StackedKAN:
                 new_coef[good] = fit_coefficients(xs[good], y[good], new_grid[good], self.k).to(new_coef.dtype)
             self.grids[l][members] = torch.where(good.unsqueeze(1), new_grid, grid).view(Bm, n_in, -1)
             self._layer_views(sub, l)[0].copy_(new_coef.view_as(coef))
-            h = self._layer(sub, l, h, members)[0]
+            h = self._layer(sub, l, pad_points(h, 1), members)[0][:, :n_pts]
         # members with a collapsed grid anywhere (or non-finite samples) keep everything as it was
         bad = ~ok
         if bool(bad.any()):
@@ -495,7 +505,7 @@ class StackedKAN:
             new_coef[members] = fit.view(Bm, n_in, coef.shape[2], -1).to(X.dtype)
             new_X_parts += [new_coef.reshape(B, -1), views[3 * l + 1].reshape(B, -1), views[3 * l + 2].reshape(B, -1)]
             grids.append(grid)
-            h = self._layer(sub, l, h, members)[0]
+            h = self._layer(sub, l, pad_points(h, 1), members)[0][:, :n_pts]
         refined = StackedKAN(self.width, new_grid, k, grids, [m.clone() for m in self.masks],
                              [(a.clone(), b.clone()) for a, b in self.affine])
         new_X = X.new_zeros(B, refined.row_size)

@@ -5,6 +5,7 @@ MLP and SIREN are plain torch modules. KANs are pykan's own ``KAN`` (so ``plot``
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -65,12 +66,26 @@ class SIREN(nn.Module):
         return self.layers[-1](x)
 
 
-def make_kan(width, grid: int, k: int = 3, seed: int = 0, device="cpu"):
-    """pykan ``KAN`` with checkpointing off. pykan reseeds the global RNGs in its constructor."""
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """torch's default dtype set to ``dtype`` for a while: pykan builds its layers (and torch its
+    modules) in the default dtype, so this is how a model is made in the training precision."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def make_kan(width, grid: int, k: int = 3, seed: int = 0, device="cpu", dtype=None):
+    """pykan ``KAN`` in ``dtype`` (default: torch's default dtype) with checkpointing off. pykan
+    reseeds the global RNGs in its constructor."""
     from kan import KAN
     pykan_compat.install()
-    return KAN(width=copy.deepcopy(width), grid=grid, k=k, seed=seed, auto_save=False,
-               ckpt_path=KAN_CKPT_DIR, device=device)
+    with default_dtype(dtype or torch.get_default_dtype()):
+        return KAN(width=copy.deepcopy(width), grid=grid, k=k, seed=seed, auto_save=False,
+                   ckpt_path=KAN_CKPT_DIR, device=device)
 
 
 def pykan_like(model, grid: int):
@@ -84,7 +99,7 @@ def pykan_like(model, grid: int):
     pykan_compat.install()
     config = pykan_config(model)
     config["base_fun"] = config.pop("base_fun_name")
-    with torch.random.fork_rng(devices=[]):  # pykan reseeds the global RNGs
+    with torch.random.fork_rng(devices=[]), default_dtype(model.act_fun[0].coef.dtype):  # pykan reseeds RNGs
         new = KAN(**config, grid=grid, auto_save=False, ckpt_path=KAN_CKPT_DIR, device=model.device)
     with torch.no_grad():
         for name in ("node_bias", "node_scale", "subnode_bias", "subnode_scale"):
@@ -101,12 +116,13 @@ def _quiet(model):
 
 def prune(model, x, node_th, edge_th):
     """pykan's ``prune(node_th, edge_th)`` (nodes, then edges) without its checkpoint logging, which writes files."""
-    model.get_act(x)
-    with torch.random.fork_rng(devices=[]):
-        model = _quiet(model.prune_node(node_th, log_history=False))
-    model.forward(model.cache_data)
-    model.attribute()
-    model.prune_edge(edge_th, log_history=False)
+    with default_dtype(model.act_fun[0].coef.dtype):  # prune_node builds its new KAN in the default dtype
+        model.get_act(x)
+        with torch.random.fork_rng(devices=[]):
+            model = _quiet(model.prune_node(node_th, log_history=False))
+        model.forward(model.cache_data)
+        model.attribute()
+        model.prune_edge(edge_th, log_history=False)
     return model
 
 
@@ -149,15 +165,19 @@ def model_spec(model: nn.Module) -> dict:
 
 
 def build_model(spec: dict) -> nn.Module:
+    """The saved model, in the dtype it was saved in (a float64 model loaded into float32 layers
+    would lose its last digits)."""
     family, config = spec["family"], dict(spec["config"])
-    if family == "kan":
-        from kan import KAN
-        pykan_compat.install()
-        config["base_fun"] = config.pop("base_fun_name")
-        with torch.random.fork_rng(devices=[]):  # pykan reseeds global RNGs
-            model = KAN(**config, auto_save=False, ckpt_path=KAN_CKPT_DIR)
-    else:
-        model = {"mlp": MLP, "siren": SIREN}[family](**config)
+    floats = [v.dtype for v in spec["state"].values() if torch.is_tensor(v) and v.is_floating_point()]
+    with default_dtype(floats[0] if floats else torch.get_default_dtype()):
+        if family == "kan":
+            from kan import KAN
+            pykan_compat.install()
+            config["base_fun"] = config.pop("base_fun_name")
+            with torch.random.fork_rng(devices=[]):  # pykan reseeds global RNGs
+                model = KAN(**config, auto_save=False, ckpt_path=KAN_CKPT_DIR)
+        else:
+            model = {"mlp": MLP, "siren": SIREN}[family](**config)
     model.load_state_dict(spec["state"])
     return model
 

@@ -23,6 +23,7 @@ import math
 import torch
 
 from utils.config import SIREN_OMEGA0
+from utils.lanes import pad_points
 
 
 def _autograd_step(derivs):
@@ -176,21 +177,25 @@ class StackedNet:
         self.row_size = row_size(self.n_params)
 
     def module(self, row=None):
-        """The single torch module of this shape; with ``row``, holding those parameters."""
+        """The single torch module of this shape; with ``row``, holding those parameters in its dtype."""
         from utils.models import MLP, SIREN
         m = (SIREN(self.n_in, self.width, self.depth) if self.family == "siren"
              else MLP(self.n_in, self.width, self.depth, self.activation))
         if row is not None:
+            m = m.to(row.dtype)
             with torch.no_grad():
                 for p, v in zip(m.parameters(), self._views(row[None])):
                     p.copy_(v[0])
         return m
 
     def init(self, seeds, device="cpu", dtype=None):
-        """(B, row_size): member b initialized as the module built after torch.manual_seed(seeds[b])."""
-        X = torch.zeros(len(seeds), self.row_size, dtype=dtype or torch.get_default_dtype())
+        """(B, row_size): member b initialized as the module built in ``dtype`` (default: torch's default
+        dtype) after torch.manual_seed(seeds[b])."""
+        from utils.models import default_dtype
+        dtype = dtype or torch.get_default_dtype()
+        X = torch.zeros(len(seeds), self.row_size, dtype=dtype)
         for b, seed in enumerate(seeds):
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), default_dtype(dtype):
                 torch.manual_seed(seed)
                 m = self.module()
             X[b, :self.n_params] = torch.cat([p.detach().reshape(-1) for p in m.parameters()])
@@ -203,12 +208,13 @@ class StackedNet:
     def forward(self, X, x, members=None):
         """Outputs (B, N, 1) of the members at their inputs x (B, N, n_in)."""
         views = self._views(X)
-        h = x.transpose(1, 2).contiguous()                      # (B, n_in, N): points last
+        n = x.shape[1]
+        h = pad_points(x.transpose(1, 2), 2)                   # (B, n_in, N'): points last, whole lanes
         for l in range(self.depth):
             h = _linear(views[2 * l], h, views[2 * l + 1])
             if l < self.depth - 1:
                 h = self.act(h)
-        return h.transpose(1, 2)
+        return h[:, :, :n].transpose(1, 2)
 
     def derivatives(self, X, x, members=None):
         """Value (B, N, 1), gradient in x (B, N, n_in) and Laplacian in x (B, N, 1), forward-mode.
@@ -218,9 +224,11 @@ class StackedNet:
         zero-filled copy of the whole) than separate matmuls (measured 1.6x).
         """
         views = self._views(X)
-        B, N, d = x.shape
+        B, n, d = x.shape
+        h = pad_points(x.transpose(1, 2), 2)                   # (B, d, N'): points last, whole lanes
+        N = h.shape[2]
         W, b = views[0], views[1]
-        v = _linear(W, x.transpose(1, 2).contiguous(), b)       # first layer: grad x = identity, Lap x = 0
+        v = _linear(W, h, b)                                     # first layer: grad x = identity, Lap x = 0
         gz, lz = W.unsqueeze(-1), None                           # (B, w, d, 1): the same at every point
         for l in range(1, self.depth):  # activation of layer l-1's output, then linear layer l
             if self.activation in WRITTEN_BACKWARD:
@@ -231,7 +239,7 @@ class StackedNet:
             v = _linear(W, s, b)
             gz = _matmul(W, g.reshape(B, -1, d * N)).view(B, -1, d, N)
             lz = _matmul(W, lap)
-        return v.transpose(1, 2), gz[:, 0].transpose(1, 2), lz.transpose(1, 2)
+        return v[:, :, :n].transpose(1, 2), gz[:, 0, :, :n].transpose(1, 2), lz[:, :, :n].transpose(1, 2)
 
     def astype(self, dtype):
         """The same stack for parameters of another dtype (it holds no tensors of its own)."""

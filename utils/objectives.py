@@ -37,18 +37,18 @@ class StackedProblem:
             self.b = {s: st(f"{s}_b") for s in sets}
             self.f = {s: st(f"f_{s}") for s in sets}
             self.alpha = p0.alpha
-            self.sign = torch.tensor([float(p.pde.sign) for p in problems], device=p0.train_x.device)
         else:
             self.x = {s: st(f"{s}_x") for s in sets}
             self.y = {s: st(f"{s}_y") for s in sets}
         self.dense_x = st("dense_x")
         if self.is_pde:
             self.dense_u, self.dense_grad, self.dense_f = st("dense_u"), st("dense_grad"), st("dense_f")
-            self.sign = torch.tensor([float(p.pde.sign) for p in problems], device=p0.train_x.device)
+            self.sign = torch.tensor([float(p.pde.sign) for p in problems], dtype=torch.float64, device=p0.train_x.device)
         else:
             self.dense_y = st("dense_y")
         self.n_members = len(problems)
         self._order = torch.arange(len(problems), device=p0.train_x.device)
+        self._base, self._casts = self, {torch.float64: self}  # the members' data are float64
 
     def select(self, members):
         """The stacked problem of some members (indices into this one's)."""
@@ -81,26 +81,27 @@ class StackedProblem:
     def evaluate(self, model, X, members=None) -> list[dict]:
         """Every metric of each member, one dict per row of X: train/val/test losses and dense errors.
 
-        Computed in float64 whatever the training dtype: the parameters the model holds (X in the
-        model's dtype) are exact in float64, so a recorded number is the model's to ~1e-15, and a
-        saved model evaluated afresh by any correct float64 code (pykan's own forward, a torch
-        module) reproduces it; in float32 two correct implementations differed by 1e-6 (measured).
+        Computed in float64 whatever the training dtype, from the problem's float64 points and
+        targets: the parameters the model holds (X in the model's dtype) are exact in float64, so a
+        recorded number is the model's to ~1e-15, and a saved model evaluated afresh by any correct
+        float64 code (pykan's own forward, a torch module) reproduces it; in float32 two correct
+        implementations differed by 1e-6 (measured).
         """
-        return self.as_float64()._metrics(model.astype(torch.float64), X.to(torch.float64), members)
+        return self.cast(torch.float64)._metrics(model.astype(torch.float64), X.to(torch.float64), members)
 
-    def as_float64(self):
-        """This problem with its tensors in float64 (the points are exact; targets carry the data's rounding)."""
-        if getattr(self, "_float64", None) is None:
+    def cast(self, dtype):
+        """This problem with its points and targets in ``dtype`` (what a model training in that
+        precision sees), made once from the float64 original and kept."""
+        if self._base is not self:
+            return self._base.cast(dtype)
+        if dtype not in self._casts:
             other = copy.copy(self)
-            cast = lambda t: t.to(torch.float64) if torch.is_tensor(t) and t.is_floating_point() else t  # noqa: E731
+            to = lambda t: t.to(dtype) if torch.is_tensor(t) and t.is_floating_point() else t  # noqa: E731
             for name, value in vars(self).items():
-                if isinstance(value, dict):
-                    setattr(other, name, {k: cast(v) for k, v in value.items()})
-                else:
-                    setattr(other, name, cast(value))
-            other._float64 = other
-            self._float64 = other
-        return self._float64
+                if name not in ("_base", "_casts"):
+                    setattr(other, name, {k: to(v) for k, v in value.items()} if isinstance(value, dict) else to(value))
+            self._casts[dtype] = other
+        return self._casts[dtype]
 
     @torch.no_grad()
     def _metrics(self, model, X, members=None) -> list[dict]:

@@ -90,7 +90,7 @@ def derivatives(fn, x, create_graph: bool):
 def boundary_points(domain, n, generator, device):
     """n points spread evenly over the faces of the box (the two end points in 1D)."""
     if len(domain) == 1:
-        return torch.tensor([[domain[0][0]], [domain[0][1]]], device=device)
+        return torch.tensor([[domain[0][0]], [domain[0][1]]], dtype=torch.float64, device=device)
     lo, hi = [d[0] for d in domain], [d[1] for d in domain]
     faces = []
     per_face = n // (2 * len(domain))

@@ -34,8 +34,9 @@ from utils.config import FAMILIES
 
 # The model types a run stores, in the order they are returned: the families.
 MODEL_TYPES = FAMILIES
-# What df.attrs holds, and nothing else. `seed` is optional when saving; the others are required.
-ESSENTIAL_KEYS = ("section", "timestamp", "epochs", "device", "model_type", "seed")
+# What df.attrs holds, and nothing else. `seed` and `dtype` (the training precision) are optional
+# when saving; the others are required.
+ESSENTIAL_KEYS = ("section", "timestamp", "epochs", "device", "model_type", "seed", "dtype")
 TS = r"\d{8}_\d{6}(?:_\d+)?"  # 20251022_203715, or 20251022_203715_1 for a second run that second
 
 _TYPES = "|".join(MODEL_TYPES)

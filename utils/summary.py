@@ -14,11 +14,18 @@ from utils.stats import IQR_FROM, REPORT, best_per_dataset, selection_rule  # no
 NAMES = {name: f.label for name, f in FAMILIES.items()}
 
 
-def summary_text(frames: dict) -> str:
+def precision_note(frames: dict, dtype=None) -> str:
+    """" (trained in float64)", from ``dtype`` or the run's attrs; "" where an older run does not say."""
+    dtype = dtype or next((df.attrs.get("dtype") for df in frames.values() if df.attrs.get("dtype")), None)
+    return f" (trained in {dtype})" if dtype else ""
+
+
+def summary_text(frames: dict, dtype=None) -> str:
     """What a section prints when its run is saved: the best configuration of each family per dataset
     with its dense MSE (with several seeds: the median, the spread and the diverged seeds), the
-    selection rule in one line, and where training diverged."""
+    training precision, the selection rule in one line, and where training diverged."""
     table = best_per_dataset(frames)
+    trained = precision_note(frames, dtype)
     if not len(table):
         return "Best dense MSE per dataset and family: no results."
     several = table["seeds"].max() > 1
@@ -33,14 +40,14 @@ def summary_text(frames: dict) -> str:
         shown["spread"] = [f"{fmt(lo)} .. {fmt(hi)}" if k else "" for lo, hi, k in
                            zip(table[f"{REPORT}_lo"], table[f"{REPORT}_hi"], table["spread"])]
         shown["diverged"] = [f"{d}/{n}" for d, n in zip(table["diverged"], table["seeds"])]
-        head = (f"Best dense MSE per dataset and family: median over {table['seeds'].max()} seeds; spread = "
-                f"interquartile range, min-max below {IQR_FROM} finished seeds; diverged seeds of all:")
+        head = (f"Best dense MSE per dataset and family{trained}: median over {table['seeds'].max()} seeds; "
+                f"spread = interquartile range, min-max below {IQR_FROM} finished seeds; diverged seeds of all:")
     else:
         shown["dense MSE"] = table[REPORT].map(fmt)
         for c, name in (("dense_max_err", "max error"), ("dense_rel_l2", "rel. L2"), ("h1_error", "H1 error")):
             if c in table:
                 shown[name] = table[c].map(fmt)
-        head = "Best dense MSE per dataset and family:"
+        head = f"Best dense MSE per dataset and family{trained}:"
     lines = [head, shown.to_string(index=False), selection_rule(frames)]
     diverged = table[table["any_diverged"]]
     if len(diverged):

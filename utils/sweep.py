@@ -45,10 +45,12 @@ class Task:
     config: tuple = ()          # (("width", 5), ("depth", 3), ("activation", "tanh")): the family's columns
     grids: tuple = ()           # KAN grid schedule
     options: tuple = ()         # problem options, e.g. (("mode", "pinn"), ("alpha", 0.01))
+    dtype: str = "float64"      # training precision of every family
 
     def architecture(self) -> tuple:
         """What members of one ensemble share: everything but the dataset and the seed."""
-        return (self.section, self.family, self.epochs, self.device, self.config, self.grids, self.options)
+        return (self.section, self.family, self.epochs, self.device, self.config, self.grids, self.options,
+                self.dtype)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Ensemble:
     tasks: tuple
 
     def __getattr__(self, name):  # section, family, epochs, device, config, grids, options: the members'
-        if name in ("section", "family", "epochs", "device", "config", "grids", "options"):
+        if name in ("section", "family", "epochs", "device", "config", "grids", "options", "dtype"):
             return getattr(self.tasks[0], name)
         raise AttributeError(name)
 
@@ -81,7 +83,8 @@ def legacy_model_key(family: str, config) -> str:
     return FAMILIES[family].key(config)
 
 
-def build_tasks(section, datasets, families, seeds, epochs, device, quick=False, options=(), settings=None):
+def build_tasks(section, datasets, families, seeds, epochs, device, quick=False, options=(), settings=None,
+                dtype="float64"):
     """``datasets``: (dataset_idx, name) pairs; ``seeds``: a seed or a list of them.
 
     Tasks come in a fixed order: dataset, family, configuration, seed.
@@ -90,7 +93,7 @@ def build_tasks(section, datasets, families, seeds, epochs, device, quick=False,
     settings = {**SETTINGS, **(settings or {})}
     grids = QUICK_GRIDS if quick else KAN_GRIDS
     return [Task(section, fam, idx, name, seed, epochs, device, cfg,
-                 grids if fam.startswith("kan") else (), tuple(options))
+                 grids if fam.startswith("kan") else (), tuple(options), dtype)
             for idx, name in datasets for fam in families for cfg in FAMILIES[fam].configs(quick, settings)
             for seed in seeds]
 

@@ -6,6 +6,10 @@ KANs spread the epochs over their grid schedule (``split_budget``), with pykan's
 (every 5 steps during the first 50 of each grid) and ``refine`` between grids; the pruned KAN
 first runs a sparsify stage (pykan's fit(lamb=...) objective), is pruned by pykan, and retrains.
 
+Every family trains in the ensemble's precision (``Task.dtype``, float64 by default): its
+objective, grid updates and refines see the problem's points and targets in that dtype; the
+optimizer's vectors are float64 either way (``lbfgs``), and metrics are computed in float64.
+
 After every step each member's metrics are recorded, so every row holds that epoch's own values;
 ``wall_time`` is the ensemble's cumulative training time (metrics excluded): what a researcher
 pays per configuration. A member whose loss turns non-finite is recorded as NaN and stops; the
@@ -65,7 +69,9 @@ def _sync(device):
 
 
 def autograd_objective(problem, model, dtype, extra=None):
-    """Losses and gradients of the members by autograd through the stacked model (any device)."""
+    """Losses and gradients of the members by autograd through the stacked model (any device), in ``dtype``."""
+    problem = problem.cast(dtype)
+
     def fun(X, idx):
         Xr = X.to(dtype).requires_grad_(True)
         with torch.enable_grad():
@@ -124,7 +130,7 @@ def train_nets(ens, problems, base_rows, config):
     Every trainer returns each member's rows and snapshots, a list of (key fields, model spec).
     """
     problem = StackedProblem(problems)
-    device, dtype = ens.device, torch.get_default_dtype()
+    device, dtype = ens.device, getattr(torch, ens.dtype)
     net = StackedNet(ens.family, problem.n_in, config["width"], config["depth"], config.get("activation", "sine"))
     X = net.init([t.seed for t in ens.tasks], device=device, dtype=dtype)
     log = Members(base_rows)
@@ -145,13 +151,16 @@ class KanStage:
         self.columns = family_columns
 
     def data(self, idx):
-        return self.problem.train_x if idx is None else self.problem.train_x[idx]
+        """The training inputs in the training precision (grid updates, refines, the regularizer)."""
+        x = self.problem.cast(self.dtype).train_x
+        return x if idx is None else x[idx]
 
     def objective_factory(self, extra=None):
-        """The compiled regression objective on the CPU (rebuilt after grid updates), autograd elsewhere."""
+        """The compiled regression objective on the CPU in float64 (rebuilt after grid updates), autograd
+        otherwise (the compiled loop is float64 only)."""
         stacked, problem = self.stacked, self.problem
         if (extra is None and not problem.is_pde and torch.device(self.device).type == "cpu"
-                and kan_numba.supports(stacked)):
+                and self.dtype == torch.float64 and kan_numba.supports(stacked)):
             cache = {}
 
             def make():
@@ -211,17 +220,17 @@ class KanStage:
         return members
 
 
-def _new_kans(tasks, n_in, width, grid, device):
+def _new_kans(tasks, n_in, width, grid, device, dtype):
     """pykan KANs [n_in, width, 1]; ``width`` may also be a whole width list, e.g. [2, 1, 1]."""
     widths = list(width) if isinstance(width, (list, tuple)) else [n_in, width, 1]
-    return [make_kan(widths, grid, seed=t.seed, device=device) for t in tasks]
+    return [make_kan(widths, grid, seed=t.seed, device=device, dtype=dtype) for t in tasks]
 
 
 def _kan_ensemble(ens, problems, base_rows, config):
     """What both KAN trainers start from: the members' pykan KANs at the first grid, stacked."""
     problem = StackedProblem(problems)
-    device, dtype = ens.device, torch.get_default_dtype()
-    kans = _new_kans(ens.tasks, problem.n_in, config["width"], ens.grids[0], device)
+    device, dtype = ens.device, getattr(torch, ens.dtype)
+    kans = _new_kans(ens.tasks, problem.n_in, config["width"], ens.grids[0], device, dtype)
     stacked, X = StackedKAN.from_pykan(kans)
     members = list(range(len(problems)))
     run = KanStage(problem, stacked, X, kans, Members(base_rows), members, device, dtype, {})
@@ -258,7 +267,7 @@ def train_kans_pruned(ens, problems, base_rows, config):
     for b in members:
         model = stacked.to_pykan(run.X.to(dtype), b, kans[b])
         try:
-            pruned[b] = prune(model, problem.train_x[b], config["prune_node_th"], config["prune_edge_th"])
+            pruned[b] = prune(model, run.data(None)[b], config["prune_node_th"], config["prune_edge_th"])
         except (RuntimeError, ValueError, IndexError) as e:
             print(f"pruning failed: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
             log.record([b], 0.0, [failed_metrics(problem)], [0], grid_size=stacked.grid_size, stage="retrain",

@@ -42,7 +42,7 @@ def lines(pde):
 def section_values(pde, fn, axis, value):
     """(coordinate along the line, fn on it) for the line where coordinate ``1 - axis`` equals value."""
     (lo, hi) = pde.domain[axis]
-    t = torch.linspace(lo, hi, N_LINE, dtype=torch.get_default_dtype())
+    t = torch.linspace(lo, hi, N_LINE, dtype=torch.float64)
     pts = torch.empty(N_LINE, 2, dtype=t.dtype)
     pts[:, axis], pts[:, 1 - axis] = t, value
     return t.numpy(), fn(pts).reshape(-1).double().numpy()

@@ -29,7 +29,7 @@ def draw(section, results, models, out_dir):
     fig, axes = grid_of_axes(len(names), size=(4.6, 4.4))
     for ax, name in zip(axes, names):
         fn, ((lo, hi),) = truth(section, name)
-        x = torch.linspace(lo, hi, 1000)[:, None]
+        x = torch.linspace(lo, hi, 1000, dtype=torch.float64)[:, None]
         ax.plot(x, fn(x), color="k", lw=2.2, alpha=0.35, label="truth")
         for fam, row, model in selected_models(results, models, best, name):
             ax.plot(x, model(x), color=COLORS[fam], lw=1.1, label=short_label(fam, row, n_seeds))

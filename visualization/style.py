@@ -21,6 +21,7 @@ import matplotlib.ticker  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 from utils.configurations import config_label  # noqa: E402
 from utils.families import FAMILIES  # noqa: E402
@@ -200,12 +201,19 @@ def saved_model(models, family, dataset, row):
 
 
 def selected_models(results, models, best, dataset):
-    """(family, row, model) for each family whose selected configuration on ``dataset`` the run saved."""
+    """(family, row, model) for each family whose selected configuration on ``dataset`` the run saved;
+    the model as a function of float64 points with float64 values, whatever precision it trained in."""
     for family in families(results):
         row = best.get((dataset, family))
         model = saved_model(models, family, dataset, row)
         if model is not None:
-            yield family, row, model
+            yield family, row, float64_function(model)
+
+
+def float64_function(model):
+    """``model`` evaluated at float64 points, in its own dtype, with float64 values."""
+    dtype = next(model.parameters()).dtype
+    return lambda x: model(x.to(dtype)).to(torch.float64)
 
 
 def seed_note(row, seeds: int) -> str:

@@ -22,7 +22,7 @@ def surface(pde, fn):
     """(X, Y, Z) of ``fn`` on an N_SURFACE x N_SURFACE grid of the problem's domain."""
     (x0, x1), (y0, y1) = pde.domain
     X, Y = np.meshgrid(np.linspace(x0, x1, N_SURFACE), np.linspace(y0, y1, N_SURFACE), indexing="xy")
-    pts = torch.tensor(np.stack([X.ravel(), Y.ravel()], 1), dtype=torch.get_default_dtype())
+    pts = torch.tensor(np.stack([X.ravel(), Y.ravel()], 1), dtype=torch.float64)
     return X, Y, fn(pts).reshape(X.shape).double().numpy()
 
 

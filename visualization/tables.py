@@ -46,7 +46,9 @@ def caption(section, results, what, spread=True):
         seeds = (f" Medians over {n} seeds; spread: the interquartile range, min-max below {IQR_FROM} finished "
                  f"seeds; diverged: seeds whose selected model ended in NaN." if spread else f" {n} seeds.")
     pde = " Dense MSE is the L2 error against the exact solution u." if section != "section1_1" else ""
-    return f"{section}: {what}. {selection_rule(frames)}{seeds}{pde}"
+    dtype = next((df.attrs.get("dtype") for df in frames.values() if df.attrs.get("dtype")), None)
+    trained = f" Every family trained in {dtype}." if dtype else ""
+    return f"{section}: {what}. {selection_rule(frames)}{seeds}{pde}{trained}"
 
 
 def draw(section, results, models, out_dir):
