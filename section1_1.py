@@ -4,10 +4,7 @@ Nine target functions on [0, 1] (five sinusoids, a piecewise constant, a sawtoot
 a high-frequency sine), 1000 random training and 1000 test points each; every family is trained
 with the same number of LBFGS steps and measured on a dense 10,000-point grid of [0, 1].
 """
-from utils.cli import run_section
-from utils.datasets import FUNCTIONS_1D
-
-QUICK_DATASETS = ("sin_freq1", "sin_freq2", "piecewise")
+from utils.pipeline.cli import main
 
 if __name__ == "__main__":
-    run_section("section1_1", list(enumerate(FUNCTIONS_1D)), QUICK_DATASETS, __doc__.split("\n\n")[0])
+    main("section1_1")

@@ -37,19 +37,20 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 import torch  # noqa: E402
-
 from kan import KAN  # noqa: E402
 
-from utils import nets, pykan_compat  # noqa: E402
-from utils.datasets import FUNCTIONS_1D, RegressionProblem  # noqa: E402
-from utils.kan_stack import StackedKAN  # noqa: E402
-from utils.models import KAN_CKPT_DIR, make_kan  # noqa: E402
-from utils.nets import StackedNet  # noqa: E402
-from utils.objectives import StackedProblem  # noqa: E402
-from utils.pde import PoissonProblem, derivatives  # noqa: E402
+from utils.engine import nets, training  # noqa: E402
+from utils.engine.kan_stack import StackedKAN  # noqa: E402
+from utils.engine.nets import StackedNet  # noqa: E402
+from utils.engine.training import KanStage, Members, autograd_objective  # noqa: E402
 from utils.families import FAMILIES  # noqa: E402
-from utils.sweep import build_tasks, group, make_problem  # noqa: E402
-from utils.training import KanStage, Members, autograd_objective  # noqa: E402
+from utils.models import pykan_compat  # noqa: E402
+from utils.models.kan import KAN_CKPT_DIR, make_kan  # noqa: E402
+from utils.pipeline.run import ensembles_of  # noqa: E402
+from utils.problems.data import PoissonProblem, RegressionProblem, derivatives  # noqa: E402
+from utils.problems.functions import FUNCTIONS_1D  # noqa: E402
+from utils.problems.stacked import StackedProblem  # noqa: E402
+from utils.sections import SECTIONS  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()
 
@@ -249,8 +250,9 @@ def training_seconds(ensemble) -> float:
         return record(self, members, seconds, *a, **k)
     Members.record = counting
     try:
-        FAMILIES[ensemble.family].train(ensemble, [make_problem(t) for t in ensemble.tasks],
-                                        [{} for _ in ensemble.tasks], dict(ensemble.config))
+        getattr(training, FAMILIES[ensemble.family].trainer)(
+            ensemble, [SECTIONS[ensemble.section].make_problem(t) for t in ensemble.tasks],
+            [{} for _ in ensemble.tasks], dict(ensemble.config))
     finally:
         Members.record = record
     return sum(spent)
@@ -258,25 +260,24 @@ def training_seconds(ensemble) -> float:
 
 def precision_costs(reps):
     """Per section and family: seconds per epoch in float32 and float64 and their ratio (medians)."""
-    from utils.datasets import FUNCTIONS_1D as F1
-    from utils.pde import SECTION1_3
     torch.set_num_threads(1)
     rows = []
-    for section, cases in PRECISION_CASES.items():
-        datasets = list(enumerate(F1 if section == "section1_1" else SECTION1_3))
-        options = () if section == "section1_1" else (("mode", "pinn"), ("alpha", 0.01), ("n_interior", 10_000),
-                                                      ("n_boundary", 800))
+    for name, cases in PRECISION_CASES.items():
+        section = SECTIONS[name]
+        options = () if not section.is_pde else (("mode", "pinn"), ("alpha", 0.01), ("n_interior", 10_000),
+                                                 ("n_boundary", 800))
         for family, label, epochs in cases:
             ensembles = {}
             for dtype in ("float32", "float64"):
-                tasks = build_tasks(section, datasets, [family], 0, epochs, "cpu", options=options, dtype=dtype)
-                ensembles[dtype] = [e for e in group(tasks) if not label or _label(e) == label][0]
+                plan = {"section": name, "datasets": section.datasets, "families": [family], "seeds": [0],
+                        "epochs": epochs, "device": "cpu", "problem_options": options, "dtype": dtype}
+                ensembles[dtype] = [e for e in ensembles_of(plan) if not label or _label(e) == label][0]
             training_seconds(ensembles["float64"])  # warm-up: compiled code, caches
             runs = [[training_seconds(ensembles[d]) / epochs for d in ("float32", "float64")] for _ in range(reps)]
             f32, f64 = (statistics.median(r[i] for r in runs) for i in range(2))
-            rows.append((section, family, label, len(ensembles["float64"].tasks), f32, f64,
+            rows.append((name, family, label, len(ensembles["float64"].tasks), f32, f64,
                          statistics.median(r[1] / r[0] for r in runs)))
-            print(f"   {section} {family:>11} {label:>13} {rows[-1][3]:>2} members {f32:8.3f} {f64:8.3f} "
+            print(f"   {name} {family:>11} {label:>13} {rows[-1][3]:>2} members {f32:8.3f} {f64:8.3f} "
                   f"{rows[-1][-1]:5.2f}x", flush=True)
     return rows
 

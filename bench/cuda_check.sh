@@ -23,7 +23,7 @@ case ${1:-tests} in
   tests)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/times.txt"
     $PY -c "import torch, numba, pandas, kan; print('torch', torch.__version__, 'numba', numba.__version__, 'pandas', pandas.__version__)" | tee -a "$OUT/times.txt"
-    timed test_cuda 240 $PY -m pytest -x -q -p no:cacheprovider tests/test_cuda.py ;;
+    timed test_cuda 240 $PY -m pytest -x -q -p no:cacheprovider tests/e2e/test_cuda.py ;;
   timings)
     timed section1_1 120 $PY section1_1.py --epochs 100 --device cuda --no-progress --results-dir /tmp/results
     timed section1_3 330 $PY section1_3.py --device cuda --no-progress --results-dir /tmp/results ;;

@@ -19,34 +19,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from utils import cli  # noqa: E402
-from utils.sweep import group, run_ensemble  # noqa: E402
+from utils.pipeline import cli  # noqa: E402
+from utils.pipeline.run import ensembles_of  # noqa: E402
+from utils.pipeline.sweep import run_ensemble  # noqa: E402
+from utils.sections import SECTIONS  # noqa: E402
 
 
-def section_plan(section, argv):
-    if section == "section1_1":
-        from utils.datasets import FUNCTIONS_1D as names
-        extra, options = None, None
-    else:
-        from utils.pde import SECTION1_2, SECTION1_3
-        dim = 1 if section == "section1_2" else 2
-        names = SECTION1_2 if dim == 1 else SECTION1_3
-        extra, options = (lambda p: cli.add_pde_arguments(p, dim)), cli.pde_options
-    parser = cli.build_parser(section, "")
-    if extra:
-        extra(parser)
-    args = parser.parse_args(argv)
-    return cli.plan(section, section, args, list(enumerate(names)), (), options)
+def section_plan(name, argv):
+    """The run's options, from the section's own command line (as the section script would take them)."""
+    section = SECTIONS[name]
+    args = cli.build_parser(section).parse_args(argv)
+    return cli.plan(section.name + ".py", section, args)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("section", choices=["section1_1", "section1_2", "section1_3"])
+    p.add_argument("section", choices=list(SECTIONS))
     p.add_argument("--all", action="store_true", help="every ensemble, not only the first of each family")
     p.add_argument("--top", type=int, default=25)
     ours, rest = p.parse_known_args()
     options = section_plan(ours.section, rest)
-    ensembles = group(cli.tasks_of(options))
+    ensembles = ensembles_of(options)
     if not ours.all:
         ensembles = [e for i, e in enumerate(ensembles) if e.family not in {f.family for f in ensembles[:i]}]
     device = options["device"]

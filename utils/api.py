@@ -5,47 +5,56 @@
                              [(-1, 1), (-1, 1)], "kan", epochs=1000, width=[2, 1, 1], grids=(3, 5, 10, 20, 50))
 
 Both train exactly as a section run trains that family (same optimizer, data sizes, grid schedule,
-metrics) and return the same per-epoch rows (with ``grid_size`` for KANs) and the trained model: a
-torch module for MLP and SIREN, a pykan ``KAN`` (the last grid stage's) for KANs.
+metrics, precision, device decision: they are a one-problem section run through ``pipeline.run``)
+and return the same per-epoch rows (with ``grid_size`` for KANs) and the trained model: a torch
+module for MLP and SIREN, a pykan ``KAN`` (the last grid stage's) for KANs.
 """
 from __future__ import annotations
 
-import pandas as pd
-
 from utils.config import DEFAULT_DTYPE, KAN_GRIDS
-from utils.families import FAMILIES
-from utils.models import build_model
-from utils.sweep import SETTINGS, Ensemble, Task
-
-CONFIG = {"mlp": {"width": SETTINGS["width"], "depth": 3, "activation": "tanh"},
-          "siren": {"width": SETTINGS["width"], "depth": 3},
-          "kan": {"width": SETTINGS["kan_width"]},
-          "kan_pruning": {"width": SETTINGS["kan_width"], "prune_lamb": SETTINGS["prune_lamb"],
-                          "prune_node_th": SETTINGS["prune_node_th"], "prune_edge_th": SETTINGS["prune_edge_th"]}}
+from utils.families import FAMILIES, SETTINGS
 
 
-def _train(problem, family, epochs, seed, device, dtype, config):
+def _config(family: str, config: dict) -> dict:
+    """The family's configuration of one model: the settings' defaults, overridden by ``config``."""
+    f = FAMILIES[family]
+    defaults = {**{column: SETTINGS[key] for column, key in f.settings}, **f.api_defaults}
+    unknown = set(config) - set(defaults)
+    if unknown:
+        raise ValueError(f"{family}: unknown settings {', '.join(sorted(unknown))} (known: "
+                         f"{', '.join(defaults)}{', grids' if f.grid_schedule else ''})")
+    return {**defaults, **config}
+
+
+def _train(section, family, epochs, seed, device, dtype, config, problem_options=()):
+    """One model of ``family`` on the section's one problem, as a section run trains it: (rows, model)."""
+    import torch
+
+    from utils.device import resolve
+    from utils.models.saving import from_spec
+    from utils.pipeline.run import train
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive whole number, got {epochs!r}")
-    grids = tuple(config.pop("grids", KAN_GRIDS)) if family.startswith("kan") else ()
-    unknown = set(config) - set(CONFIG[family])
-    if unknown:
-        raise ValueError(f"{family}: unknown settings {', '.join(sorted(unknown))} (known: "
-                         f"{', '.join(CONFIG[family])}{', grids' if grids else ''})")
-    config = {**CONFIG[family], **config}
-    columns = {k: (str(v) if isinstance(v, (list, tuple)) else v) for k, v in config.items()}
-    task = Task("api", family, 0, problem.name, seed, epochs, device, tuple(columns.items()), grids, (), dtype)
-    rows, snapshots = FAMILIES[family].train(Ensemble((task,)), [problem],
-                                             [{"dataset_idx": 0, "dataset_name": problem.name, "seed": seed, **columns}],
-                                             config)
-    return pd.DataFrame(rows[0]), build_model(snapshots[0][-1][1])
+    grids = tuple(config.pop("grids", KAN_GRIDS)) if FAMILIES[family].grid_schedule else None
+    config = _config(family, config)
+    name = next(iter(section.problems))
+    options = {"section": section.name, "datasets": [(0, name)], "families": [family], "seeds": [seed],
+               "epochs": epochs, "device": resolve(device), "dtype": dtype, "problem_options": problem_options,
+               "configs": {family: [tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in config.items())]},
+               "grids": grids}
+    threads = torch.get_num_threads()  # a section's sweep trains on one thread; the caller's setting comes back
+    try:
+        frames, models = train(options, section=section)
+    finally:
+        torch.set_num_threads(threads)
+    return frames[family], from_spec(list(models[family][name].values())[-1])
 
 
-def fit_function(target, domain, family, *, epochs, seed=0, device="cpu", dtype=DEFAULT_DTYPE, **config):
+def fit_function(target, domain, family, *, epochs, seed=0, device="auto", dtype=DEFAULT_DTYPE, **config):
     """Fit ``target`` ((N, d) tensor -> (N, 1)) on the box ``domain`` [(lo, hi), ...] with one family.
 
     1000 training, 1000 validation and 1000 test points, uniform and seeded; dense errors on a
@@ -53,15 +62,17 @@ def fit_function(target, domain, family, *, epochs, seed=0, device="cpu", dtype=
     (tanh / relu / silu) and SIREN; for KANs ``width`` (the hidden width, or a whole width list such
     as [2, 1, 1]) and ``grids`` (the grid schedule); for the pruned KAN also ``prune_lamb``,
     ``prune_node_th``, ``prune_edge_th``. ``target`` is evaluated at float64 points; ``dtype`` is the
-    training precision. Returns (rows, trained model).
+    training precision; ``device`` auto, cpu or cuda, decided as the command line decides it.
+    Returns (rows, trained model).
     """
-    from utils.datasets import RegressionProblem
-    problem = RegressionProblem("target", target, seed, 0, device, domain=tuple(tuple(map(float, d)) for d in domain))
-    return _train(problem, family, epochs, seed, device, dtype, dict(config))
+    from utils.sections import Section
+    domain = tuple(tuple(map(float, d)) for d in domain)
+    section = Section("api", "your function", {"target": target}, (), dim=len(domain), domain=domain)
+    return _train(section, family, epochs, seed, device, dtype, dict(config))
 
 
 def solve_poisson(u, f, domain, family, *, epochs, sign=-1, mode="pinn", alpha=None, n_interior=None,
-                  n_boundary=None, seed=0, device="cpu", dtype=DEFAULT_DTYPE, **config):
+                  n_boundary=None, seed=0, device="auto", dtype=DEFAULT_DTYPE, **config):
     """Solve ``sign * Lap u = f`` on the box ``domain`` with u = 0 on its boundary, from the equation.
 
     ``u`` (the exact solution, which must vanish on the boundary) only measures the errors; ``f``
@@ -70,7 +81,9 @@ def solve_poisson(u, f, domain, family, *, epochs, sign=-1, mode="pinn", alpha=N
     ``mode="supervised"`` fits u from samples instead; ``dtype`` is the training precision (u and f
     are evaluated at float64 points). Returns (rows, trained model).
     """
-    from utils.pde import PoissonPDE, PoissonProblem
+    from utils.problems.poisson import PoissonPDE
+    from utils.sections import Section
     pde = PoissonPDE(tuple(tuple(map(float, d)) for d in domain), u, f, sign)
-    problem = PoissonProblem("poisson", seed, 0, device, mode, alpha, n_interior, n_boundary, pde=pde)
-    return _train(problem, family, epochs, seed, device, dtype, dict(config))
+    section = Section("api", "your Poisson problem", {"poisson": pde}, (), kind="poisson", dim=pde.dim)
+    options = (("mode", mode), ("alpha", alpha), ("n_interior", n_interior), ("n_boundary", n_boundary))
+    return _train(section, family, epochs, seed, device, dtype, dict(config), options)

@@ -1,11 +1,13 @@
-"""Every experiment number in one place: what is swept, the optimizer, the KAN protocol, quick sizes.
+"""Every experiment number in one place: what is swept, the data sizes, the optimizer, the KAN
+protocol, the PDE defaults, quick sizes.
 
-The command line can override the widths and the pruning constants; everything else here is the
-protocol the README describes.
+The command line can override the widths, the pruning constants and the PDE options; everything
+else here is the protocol the README describes.
 """
+from pathlib import Path
 
-# model families, in the order tables and figures list them
-FAMILIES = ("mlp", "siren", "kan", "kan_pruning")
+# where runs are saved unless --results-dir (or results_dir=) says otherwise
+DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 # MLP and SIREN: hidden width (--width), depth = number of linear layers
 WIDTH = 5
@@ -28,6 +30,16 @@ PRUNE_REG = ("edge_forward_spline_n", 1.0, 2.0, 0.0, 0.0)
 # the optimizer of every family: kan.LBFGS exactly as pykan's fit() configures it
 LBFGS_OPTIONS = dict(lr=1.0, max_iter=20, history_size=10, tolerance_grad=1e-32, tolerance_change=1e-32,
                      tolerance_ys=1e-32)
+
+# data: random training, validation and test points per dataset; the dense grid errors are measured on
+N_TRAIN = N_VAL = N_TEST = 1000
+N_DENSE_1D, N_DENSE_2D = 10_000, 100      # 2D: per axis
+# PDEs, the KAN paper's defaults (2D): alpha = 0.01, 10,000 interior and 800 boundary points. In 1D the
+# boundary is the two end points, and 1000 interior points (as many as section 1.1's data) are 10 times
+# denser along the axis than the paper's 10,000 points are along each axis in 2D.
+PDE_DEFAULTS = {1: {"alpha": 0.01, "n_interior": 1000, "n_boundary": 2},
+                2: {"alpha": 0.01, "n_interior": 10_000, "n_boundary": 800}}
+N_SUPERVISED = 1000                       # --mode supervised: samples of u
 
 # --quick: a smoke-test sweep in seconds
 QUICK_EPOCHS = 6

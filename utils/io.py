@@ -12,7 +12,7 @@ Every file is written under a hidden temporary name, fsynced and renamed, with t
 a kill or a full disk never leaves half a file under a run's name, and a failed write is a one-line
 RunError naming the file and the cause.
 
-Older runs load transparently (``utils.run_files`` knows every layout): pickles without attrs
+Older runs load transparently (``utils.storage.layouts`` knows every layout): pickles without attrs
 plus ``_meta.json``, ``<TS>_e<EPOCHS>_<model>.pkl`` names, single-file runs ``<section>_<TS>.pkl``
 (+ ``.json``) and sidecars such as ``_checkpoint_metadata.pkl`` (ignored with a note).
 
@@ -31,10 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils import run_files
-from utils.run_files import ESSENTIAL_KEYS, MODEL_TYPES, RunError
-
-DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+from utils.config import DEFAULT_RESULTS_DIR
+from utils.storage import layouts
+from utils.storage.layouts import ESSENTIAL_KEYS, MODEL_TYPES, RunError
 
 # ESSENTIAL_KEYS: what df.attrs holds, and nothing else; MODEL_TYPES: the DataFrames a run stores.
 REQUIRED_META = ("epochs", "device")
@@ -48,7 +47,7 @@ DERIVABLE_KEYS = {
     "num_datasets": "df['dataset_idx'].nunique()",
 }
 
-_TS = run_files.TS
+_TS = layouts.TS
 _NAME = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _MODELS_SUFFIX = "_models.pt"
@@ -222,8 +221,9 @@ def _write_run(out: Path, section: str, ts: str, results: dict, models, meta: di
     staged: list[tuple[Path, Path]] = []
     try:
         if models:
-            from utils.models import to_spec  # torch/pykan only when models are saved
             import torch
+
+            from utils.models.saving import to_spec  # torch/pykan only when models are saved
             specs = {MODEL_TYPES_KEY: list(results), **to_spec(models)}
             final = out / f"{section}_{ts}{_MODELS_SUFFIX}"
             staged.append((_stage(final, lambda f: torch.save(specs, f)), final))
@@ -378,7 +378,7 @@ def finish_run(section: str, ts: str, results: dict, models=None, results_dir=No
 
 def list_unfinished(section: str, results_dir=None) -> list[str]:
     """Timestamps of the section's unfinished runs (a partial folder and no complete run), oldest first."""
-    runs = run_files.scan(_results_dir(results_dir), section)
+    runs = layouts.scan(_results_dir(results_dir), section)
     return sorted((ts for ts, r in runs.items() if r.partial and not r.complete), key=_ts_key)
 
 
@@ -388,13 +388,13 @@ def list_runs(section: str, results_dir=None, include_unfinished: bool = False) 
     A run whose files were all written counts as complete even if its partial folder was left
     behind (a crash between writing the run and removing the folder).
     """
-    runs = run_files.scan(_results_dir(results_dir), section)
+    runs = layouts.scan(_results_dir(results_dir), section)
     keep = [ts for ts, r in runs.items() if r.complete or (include_unfinished and r.partial)]
     return sorted(keep, key=_ts_key)
 
 
 def list_sections(results_dir=None) -> list[str]:
-    return run_files.sections(_results_dir(results_dir))
+    return layouts.sections(_results_dir(results_dir))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -414,7 +414,7 @@ def load_run(section: str, timestamp: str | None = None, results_dir=None, load_
     An unfinished run raises RunError saying how to resume it.
     """
     out = _results_dir(results_dir)
-    runs = run_files.scan(out, section)
+    runs = layouts.scan(out, section)
     complete = sorted((ts for ts, r in runs.items() if r.complete), key=_ts_key)
     unfinished = sorted((ts for ts, r in runs.items() if r.partial and not r.complete), key=_ts_key)
     if timestamp is None and not complete:
@@ -435,7 +435,7 @@ def load_run(section: str, timestamp: str | None = None, results_dir=None, load_
         raise RunError(f"no run {section}_{timestamp} in {out} ({listed})")
 
     run = runs[timestamp]
-    results, meta = run_files.read(out, section, timestamp, run)
+    results, meta = layouts.read(out, section, timestamp, run)
     models_path = out / f"{section}_{timestamp}{_MODELS_SUFFIX}"
     _check_nothing_missing(out, section, timestamp, results, models_path, run)
     if not load_models:
@@ -491,7 +491,7 @@ def _rebuild_models(path: Path, specs):
     Anything else in the file (another structure, a spec missing keys, a state dict that does not
     fit its model) is a one-line RunError naming the file and where in it the problem is.
     """
-    from utils.models import build_model
+    from utils.models.saving import build_model
     if not isinstance(specs, dict):
         raise RunError(f"{path}: wrong structure: holds a {type(specs).__name__}, "
                        f"not a dict of saved models by family")

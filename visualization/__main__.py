@@ -5,6 +5,7 @@ Figures are drawn from the saved run alone: its DataFrames and its saved models.
 A figure module has ``draw(section, results, models, out_dir) -> [paths written]`` and may declare
 what it needs, which is checked before it is called:
 
+    APPLIES_TO = {"dim": 2}                          # the sections it is for (fields of utils.sections.Section)
     REQUIRED_COLUMNS = {"epoch", "test_loss", ...}   # columns it reads in every family's DataFrame
     NEEDS_MODELS = True                              # it draws the run's trained models
 
@@ -22,28 +23,30 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from utils.io import DEFAULT_RESULTS_DIR, RunError, load_run
+from utils.sections import SECTIONS
 from visualization import (cross_sections, curves, curves_walltime, efficiency, fields2d, fits, grid_extension,
                            head_to_head, pareto, pde_training, surfaces, tables, time_to_accuracy)
 
 PROG = "visualization"
-TABLES = [tables, head_to_head, efficiency, time_to_accuracy]
-FIGURES = {  # which figure modules apply to which section
-    "section1_1": [fits, curves, curves_walltime, pareto, grid_extension, *TABLES],
-    "section1_2": [fits, curves, curves_walltime, pareto, grid_extension, pde_training, *TABLES],
-    "section1_3": [fields2d, cross_sections, surfaces, curves, curves_walltime, pareto, grid_extension, pde_training,
-                   *TABLES],
-}
+# every figure and table, in the order they are drawn; each says which sections it is for (APPLIES_TO)
+FIGURES = [fits, fields2d, cross_sections, surfaces, curves, curves_walltime, pareto, grid_extension, pde_training,
+           tables, head_to_head, efficiency, time_to_accuracy]
+
+
+def figures_of(section) -> list:
+    """The figure modules that apply to a section (a Section), by what each declares."""
+    return [m for m in FIGURES if all(getattr(section, k) == v for k, v in getattr(m, "APPLIES_TO", {}).items())]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m visualization", description=__doc__.split("\n\n")[0])
-    p.add_argument("section", help=f"one of: {', '.join(FIGURES)}")
+    p.add_argument("section", help=f"one of: {', '.join(SECTIONS)}")
     p.add_argument("--timestamp", default=None, help="which run (default: the latest complete one)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/figures/<section>_<TS>)")
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="where runs are stored")
     args = p.parse_args(argv)
-    if args.section not in FIGURES:
-        return _error(f"unknown section {args.section!r} (choose from {', '.join(FIGURES)})")
+    if args.section not in SECTIONS:
+        return _error(f"unknown section {args.section!r} (choose from {', '.join(SECTIONS)})")
     if args.out is not None and (problem := _unwritable(args.out)):
         return _error(f"--out {args.out}: {problem}")
     try:
@@ -55,7 +58,7 @@ def main(argv=None):
         return _error(f"{out}: {problem}")
 
     written, skipped = [], 0
-    for module in FIGURES[args.section]:
+    for module in figures_of(SECTIONS[args.section]):
         reason = _unmet_needs(module, results, models_problem)
         if reason is None:
             paths, reason = _draw(module, args.section, results, models, out)

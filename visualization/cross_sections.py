@@ -10,10 +10,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from utils.pde import PROBLEMS
-from visualization.style import (COLORS, NAMES, best_rows, dataset_names, missing_note, save, seed_count, seed_note,
+from utils.analysis.stats import seed_count
+from visualization.style import (COLORS, NAMES, best_rows, dataset_names, exact, missing_note, save, seed_note,
                                  selected_models, shared_legend, which_seed)
 
+APPLIES_TO = {"dim": 2}  # the sections it is drawn for (utils.sections.Section fields)
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
 N_LINE = 401  # points along each line; 401 puts x = 1/8 (a crest of sin(4 pi x)) on the grid of [0, 1]
@@ -53,7 +54,7 @@ def draw(section, results, models, out_dir):
     n_seeds = seed_count(results)
     paths = []
     for name in dataset_names(results):
-        pde = PROBLEMS[name]
+        pde = exact(section, name)
         fams = list(selected_models(results, models, best, name))
         fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), squeeze=False)
         for col, (axis, value, note) in enumerate(lines(pde)):

@@ -10,16 +10,17 @@ curves against wall time are ``curves_walltime``, a figure of its own so that a 
 """
 import pandas as pd
 
-from visualization.style import (COLORS, NAMES, PDE_SECTIONS, band, dataset_names, epoch_axis, families, grid_of_axes,
-                                 grid_switches, missing_note, save, seed_count, selected_runs, shared_legend,
-                                 spread_note)
+from utils.analysis.stats import seed_count, selected_runs
+from utils.families import FAMILIES
+from visualization.style import (COLORS, NAMES, band, dataset_names, epoch_axis, families, grid_of_axes, grid_switches,
+                                 is_pde, missing_note, save, shared_legend, spread_note)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "test_loss", "dense_mse", "num_params"}
 
 
 def metric(section):
     """(column, axis label) a section's learning curves show."""
-    if section in PDE_SECTIONS:
+    if is_pde(section):
         return "dense_mse", "L2 error (MSE against exact u)"
     return "test_loss", "test MSE (held-out points)"
 
@@ -36,7 +37,7 @@ def learning_curves(section, results, out_dir, xcol, xlabel, name):
             band(ax, runs, xcol, ycol, COLORS[fam], NAMES[fam])
             rows = runs[0]
             x_at = pd.concat(runs).groupby("epoch")[xcol].median()  # where band() draws each epoch
-            if fam.startswith("kan"):
+            if FAMILIES[fam].grid_schedule:
                 for epoch, g in grid_switches(rows):
                     x = x_at[epoch]
                     ax.axvline(x, color=COLORS[fam], ls=":", lw=0.8, alpha=1.0 if fam == "kan" else 0.5)

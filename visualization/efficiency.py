@@ -1,10 +1,10 @@
 """Table: efficiency per family: time per epoch (mean and standard deviation), parameter counts,
-configurations, seeds, training runs and epochs (``utils.stats.efficiency``).
+configurations, seeds, training runs and epochs (``utils.analysis.stats.efficiency``).
 
 Time per epoch is the difference of consecutive cumulative ``wall_time`` values of a training run
 (metrics excluded, as the sweep records them), pooled over every epoch of every run of the family.
 """
-from utils.stats import efficiency
+from utils.analysis.stats import efficiency
 from visualization.style import NAMES, families
 from visualization.table_writers import write
 from visualization.tables import caption

@@ -6,11 +6,12 @@ is drawn by its selected configuration's median seed (``style.best_rows``).
 import matplotlib.pyplot as plt
 import torch
 
-from utils.datasets import dense_grid
-from utils.pde import PROBLEMS
-from visualization.style import (NAMES, best_rows, dataset_names, missing_note, save, seed_count, seed_note,
+from utils.analysis.stats import seed_count
+from utils.problems.data import dense_grid
+from visualization.style import (NAMES, best_rows, dataset_names, exact, missing_note, save, seed_note,
                                  selected_models, which_seed)
 
+APPLIES_TO = {"dim": 2}  # the sections it is drawn for (utils.sections.Section fields)
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
 
@@ -20,7 +21,7 @@ def draw(section, results, models, out_dir):
     n_seeds = seed_count(results)
     paths = []
     for name in dataset_names(results):
-        pde = PROBLEMS[name]
+        pde = exact(section, name)
         x = dense_grid(pde.domain, "cpu")
         n = int(round(len(x) ** 0.5))
         extent = [pde.domain[0][0], pde.domain[0][1], pde.domain[1][0], pde.domain[1][1]]

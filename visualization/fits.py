@@ -5,20 +5,13 @@ is the median (``style.best_rows``); the legend names it.
 """
 import torch
 
-from visualization.style import (COLORS, best_rows, dataset_names, grid_of_axes, missing_note, save, seed_count,
+from utils.analysis.stats import seed_count
+from visualization.style import (COLORS, SECTIONS, best_rows, dataset_names, grid_of_axes, missing_note, save,
                                  selected_models, short_label, which_seed)
 
+APPLIES_TO = {"dim": 1}  # the sections it is drawn for (utils.sections.Section fields)
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
-
-
-def truth(section, name):
-    """(exact function, domain) of a dataset; PDE datasets plot their exact solution u."""
-    if section == "section1_1":
-        from utils.datasets import FUNCTIONS_1D
-        return FUNCTIONS_1D[name], ((0.0, 1.0),)
-    from utils.pde import PROBLEMS
-    return PROBLEMS[name].u, PROBLEMS[name].domain
 
 
 @torch.no_grad()
@@ -28,7 +21,7 @@ def draw(section, results, models, out_dir):
     n_seeds = seed_count(results)
     fig, axes = grid_of_axes(len(names), size=(4.6, 4.4))
     for ax, name in zip(axes, names):
-        fn, ((lo, hi),) = truth(section, name)
+        fn, ((lo, hi),) = SECTIONS[section].truth(name)  # PDE datasets: the exact solution u
         x = torch.linspace(lo, hi, 1000, dtype=torch.float64)[:, None]
         ax.plot(x, fn(x), color="k", lw=2.2, alpha=0.35, label="truth")
         for fam, row, model in selected_models(results, models, best, name):

@@ -10,10 +10,9 @@ exact u, and the threshold is marked on it. With several seeds: medians over see
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from utils.configurations import stage_ends
-from visualization.style import (COLORS, PDE_SECTIONS, band, dataset_names, epoch_axis, error_bars, grid_of_axes,
-                                 grid_switches, loss_label, medians, save, seed_count, shared_legend, spread_note,
-                                 with_seed)
+from utils.analysis.stats import seed_count, stage_ends
+from visualization.style import (COLORS, band, dataset_names, epoch_axis, error_bars, grid_of_axes, grid_switches,
+                                 is_pde, loss_label, medians, save, shared_legend, spread_note)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "train_loss", "test_loss", "dense_mse"}
 
@@ -21,7 +20,7 @@ REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "train_loss", "test_
 def lines(section, results):
     """(column, legend label, colour, line style) of each quantity drawn, and the y-axis label."""
     loss = loss_label(section, results)
-    if section not in PDE_SECTIONS:
+    if not is_pde(section):
         return [("train_loss", "train MSE", COLORS["kan"], "-"),
                 ("test_loss", "test MSE (held-out points)", "k", "--")], "MSE"
     return [("train_loss", f"train: {loss}", COLORS["kan"], "-"),
@@ -34,7 +33,7 @@ REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "train_loss", "test_
 def draw(section, results, models, out_dir):
     if "kan" not in results or not len(results["kan"]):
         return []
-    kan = with_seed(results["kan"])
+    kan = results["kan"]
     names = dataset_names({"kan": kan})
     drawn, ylabel = lines(section, results)
     n_seeds = seed_count({"kan": kan})
@@ -59,7 +58,7 @@ def draw(section, results, models, out_dir):
     paths += save(fig, out_dir, "grid_extension_steps")
 
     fig, axes = grid_of_axes(len(names))
-    marked = drawn[-1][0] if section in PDE_SECTIONS else "test_loss"
+    marked = drawn[-1][0] if is_pde(section) else "test_loss"
     for ax, ds in zip(axes, names):
         ends = stage_ends(kan[kan["dataset_name"] == ds], "kan")
         t = medians(ends, [c for c, *_ in drawn], ["grid_size"]).sort_values("grid_size")

@@ -1,10 +1,10 @@
 """Table: head to head. For each dataset and pair of families, in how many seeds the first family's
-selected model has a lower dense error than the second's (``utils.stats.head_to_head``).
+selected model has a lower dense error than the second's (``utils.analysis.stats.head_to_head``).
 
 Medians can hide that one family wins every seed by a hair while the other wins one seed by orders
 of magnitude; the counts say how often, the best_per_dataset table by how much.
 """
-from utils.stats import head_to_head
+from utils.analysis.stats import head_to_head
 from visualization.style import NAMES, families
 from visualization.table_writers import write
 from visualization.tables import caption

@@ -10,9 +10,9 @@ there is -8.
 """
 import numpy as np
 
-from utils.configurations import config_columns, stage_ends
-from visualization.style import (COLORS, NAMES, dataset_names, error_bars, families, grid_of_axes, medians,
-                                 missing_note, params_axis, save, seed_count, shared_legend, spread_note, with_seed)
+from utils.analysis.stats import config_columns, seed_count, stage_ends
+from visualization.style import (COLORS, NAMES, dataset_names, error_bars, families, grid_of_axes, is_pde, medians,
+                                 missing_note, params_axis, save, shared_legend, spread_note)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 
@@ -32,7 +32,7 @@ def front(params, errors):
 def config_medians(results, family, dataset, metric):
     """One row per configuration of ``family`` on ``dataset``: median (and spread) over seeds of
     ``metric`` and of the parameter count, at the end of each configuration's training."""
-    df = with_seed(results[family])
+    df = results[family]
     ends = stage_ends(df, family)
     ends = ends[ends["dataset_name"] == dataset]
     return medians(ends, ["num_params", metric], config_columns(family, df) or ["dataset_idx"])
@@ -69,7 +69,7 @@ def draw(section, results, models, out_dir):
         if seen:  # the reference line must not stretch the axes away from the data
             ax.set_ylim(min(seen) / 5, max(seen) * 5)
         ax.set_title(ds)
-        ax.set_ylabel("dense MSE" if section == "section1_1" else "L2 error (MSE against exact u)")
+        ax.set_ylabel("L2 error (MSE against exact u)" if is_pde(section) else "dense MSE")
     shared_legend(fig, axes)
     note = spread_note(seed_count(results), "bars")
     fig.suptitle(f"{section}: dense error against parameter count, every configuration (line: best per size)"

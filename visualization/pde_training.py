@@ -6,11 +6,13 @@ configuration (medians with bars) and each family's best-per-size front.
 """
 import matplotlib.pyplot as plt
 
+from utils.analysis.stats import seed_count, selected_runs
 from visualization.pareto import config_medians, front
 from visualization.style import (COLORS, NAMES, band, dataset_names, epoch_axis, error_bars, families, missing_note,
-                                 params_axis, save, seed_count, selected_runs, shared_legend, spread_note)
+                                 params_axis, save, shared_legend, spread_note)
 
 METRICS = (("dense_mse", "L2 error (MSE against exact u)"), ("h1_error", "H1 error (gradient MSE)"))
+APPLIES_TO = {"kind": "poisson"}  # the sections it is drawn for (utils.sections.Section fields)
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "num_params", "dense_mse", "h1_error"}
 
 

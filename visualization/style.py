@@ -2,7 +2,7 @@
 
 Everything a figure shows comes from a saved run: the DataFrames (swept values are derived from
 their columns, never from stored metadata) and the saved models. Each family is shown by the
-configuration ``utils/stats.py`` selects; with several seeds a curve is the median over seeds with a
+configuration ``utils.analysis.stats.py`` selects; with several seeds a curve is the median over seeds with a
 band (interquartile range, min-max below 4 seeds), a point the median with bars, and a figure that
 draws one model draws the seed whose error is the median.
 """
@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import math
 import textwrap
-import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from utils.configurations import config_label  # noqa: E402
-from utils.families import FAMILIES  # noqa: E402
-from utils.stats import (IQR_FROM, representative, run_rows, selected_rows, spread, spread_bounds,  # noqa: E402
-                         with_seed)
-from utils.sweep import legacy_model_key, model_key  # noqa: E402
+from utils.analysis.stats import (IQR_FROM, config_label, family_selection, representative, spread,  # noqa: E402
+                                  spread_bounds)
+from utils.families import FAMILIES, FAMILY_ORDER, model_key  # noqa: E402
+from utils.sections import SECTIONS  # noqa: E402
 
-FAMILY_ORDER = tuple(FAMILIES)
 COLORS = {name: f.color for name, f in FAMILIES.items()}
 NAMES = {name: f.label for name, f in FAMILIES.items()}
 
@@ -71,7 +68,7 @@ def grid_of_axes(n, ncols=3, size=(4.6, 3.4), **kw):
 def best_rows(results, metric="dense_mse"):
     """{(dataset, family): the stage-end row of the selected configuration's median seed}.
 
-    The median seed (``utils.stats.representative``) is the model a figure of one model per family
+    The median seed (``utils.analysis.stats.representative``) is the model a figure of one model per family
     shows; with one seed it is that seed.
     """
     best = {}
@@ -83,34 +80,6 @@ def best_rows(results, metric="dense_mse"):
             if row is not None:
                 best[(ds, fam)] = row
     return best
-
-
-_SELECTIONS = {}  # id(DataFrame) -> (weak reference to it, family, its selected_rows)
-
-
-def family_selection(df, family):
-    """``selected_rows`` of one family's DataFrame, computed once per DataFrame (figures ask for every
-    dataset; a full run's selection takes about a second). The cache keeps no DataFrame alive."""
-    hit = _SELECTIONS.get(id(df))
-    if hit is None or hit[0]() is not df or hit[1] != family:
-        ref = weakref.ref(df, lambda _, key=id(df): _SELECTIONS.pop(key, None))
-        hit = _SELECTIONS[id(df)] = (ref, family, selected_rows({family: df}))
-    return hit[2]
-
-
-def selected_runs(results, family, dataset) -> list:
-    """Every seed's training run (all epochs; a KAN's through all its grids) of the configuration
-    selected for ``family`` on ``dataset``."""
-    df = with_seed(results[family])
-    sel = family_selection(results[family], family)
-    sel = sel[sel["dataset_name"] == dataset]
-    runs = [run_rows(df, family, row) for _, row in sel.iterrows()]
-    return [r for r in runs if len(r)]
-
-
-def config_rows(df, family, row):
-    """All epochs of the training run ``row`` belongs to (for KANs: the whole grid trajectory)."""
-    return run_rows(df, family, row)
 
 
 def epoch_axis(ax):
@@ -136,10 +105,6 @@ def params_axis(ax):
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("parameters")
-
-
-def seed_count(results) -> int:
-    return max([with_seed(results[f])["seed"].nunique() for f in families(results)] or [1])
 
 
 def spread_note(n_seeds: int, what="band") -> str:
@@ -195,9 +160,9 @@ def saved_model(models, family, dataset, row):
     saved = (models or {}).get(family, {}).get(dataset)
     if row is None or not saved:
         return None
-    if "seed" in row.index and model_key(family, row) in saved:
+    if model_key(family, row) in saved:
         return saved[model_key(family, row)]
-    return saved.get(legacy_model_key(family, row))  # a run saved before keys named the seed
+    return saved.get(FAMILIES[family].key(row))  # a run saved before keys named the seed
 
 
 def selected_models(results, models, best, dataset):
@@ -231,14 +196,22 @@ def short_label(family, row, seeds: int = 1) -> str:
             f"MSE {row['dense_mse']:.1e}{seed_note(row, seeds)}")
 
 
-PDE_SECTIONS = ("section1_2", "section1_3")
+def exact(section, name):
+    """The dataset's exact function and domain (``.u``, ``.domain``): a target, or an equation's solution."""
+    fn, domain = SECTIONS[section].truth(name)
+    return SimpleNamespace(u=fn, domain=domain)
+
+
+def is_pde(section) -> bool:
+    """Whether the section solves equations (errors against an exact u) rather than fitting targets."""
+    return SECTIONS[section].is_pde
 
 
 def loss_label(section, results) -> str:
     """What ``train_loss``, ``val_loss`` and ``test_loss`` hold in this section: an MSE against the
-    target in section 1.1 and in supervised PDE runs, the physics-informed objective (residual and
-    boundary terms, not an error against u) in PINN runs."""
-    if section not in PDE_SECTIONS:
+    target in a regression section and in supervised PDE runs, the physics-informed objective
+    (residual and boundary terms, not an error against u) in PINN runs."""
+    if not is_pde(section):
         return "MSE"
     modes = {m for f in families(results) if "mode" in results[f] for m in results[f]["mode"].dropna().unique()}
     if modes == {"supervised"}:

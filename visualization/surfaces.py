@@ -8,10 +8,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from utils.pde import PROBLEMS
-from visualization.style import (NAMES, best_rows, dataset_names, missing_note, save, seed_count, seed_note,
+from utils.analysis.stats import seed_count
+from visualization.style import (NAMES, best_rows, dataset_names, exact, missing_note, save, seed_note,
                                  selected_models, which_seed)
 
+APPLIES_TO = {"dim": 2}  # the sections it is drawn for (utils.sections.Section fields)
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
 NEEDS_MODELS = True
 N_SURFACE = 60  # points per axis: smooth surfaces, and a mesh the eye can still follow
@@ -31,7 +32,7 @@ def draw(section, results, models, out_dir):
     n_seeds = seed_count(results)
     paths = []
     for name in dataset_names(results):
-        pde = PROBLEMS[name]
+        pde = exact(section, name)
         panels = [("exact u", surface(pde, pde.u))]
         for fam, row, model in selected_models(results, models, best, name):
             panels.append((f"{NAMES[fam]} {row['config']}{seed_note(row, n_seeds)}\nL2 error {row['dense_mse']:.1e}",

@@ -3,8 +3,8 @@
 CSV holds the numbers (median, spread bounds, seeds, diverged seeds); Markdown and LaTeX show them
 for reading, with the selection rule in the caption (``table_writers``).
 """
-from utils.stats import IQR_FROM, best_per_dataset, selection_rule
-from visualization.style import NAMES, families, seed_count
+from utils.analysis.stats import IQR_FROM, best_per_dataset, seed_count, selection_rule
+from visualization.style import NAMES, families, is_pde
 from visualization.table_writers import fmt, latex, latex_escape, markdown, write  # noqa: F401 (tests import them)
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "num_params"}
@@ -45,7 +45,7 @@ def caption(section, results, what, spread=True):
     if n > 1:
         seeds = (f" Medians over {n} seeds; spread: the interquartile range, min-max below {IQR_FROM} finished "
                  f"seeds; diverged: seeds whose selected model ended in NaN." if spread else f" {n} seeds.")
-    pde = " Dense MSE is the L2 error against the exact solution u." if section != "section1_1" else ""
+    pde = " Dense MSE is the L2 error against the exact solution u." if is_pde(section) else ""
     dtype = next((df.attrs.get("dtype") for df in frames.values() if df.attrs.get("dtype")), None)
     trained = f" Every family trained in {dtype}." if dtype else ""
     return f"{section}: {what}. {selection_rule(frames)}{seeds}{pde}{trained}"

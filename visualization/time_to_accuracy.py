@@ -1,10 +1,10 @@
 """Table: time to accuracy. Per dataset and family, the median over seeds of the epochs and the
 training seconds the selected configuration took to first reach a dense MSE of 1e-3 and of 1e-5
-(``utils.stats.time_to_accuracy``); "not reached" where half of the seeds or more never did.
+(``utils.analysis.stats.time_to_accuracy``); "not reached" where half of the seeds or more never did.
 """
 import math
 
-from utils.stats import THRESHOLDS, time_to_accuracy
+from utils.analysis.stats import THRESHOLDS, time_to_accuracy
 from visualization.style import NAMES, families
 from visualization.table_writers import write
 from visualization.tables import caption

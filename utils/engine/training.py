@@ -1,0 +1,284 @@
+"""Training an ensemble: members of one family and configuration (datasets x seeds) trained as one.
+
+Budget: one epoch is one full-batch step of pykan's optimizer (``lbfgs.BatchedLBFGS``: kan.LBFGS
+as fit() configures it, 20 iterations, history 10, strong Wolfe) for every member of every family.
+KANs spread the epochs over their grid schedule (``split_budget``), with pykan's grid updates
+(every 5 steps during the first 50 of each grid) and ``refine`` between grids; the pruned KAN
+first runs a sparsify stage (pykan's fit(lamb=...) objective), is pruned by pykan, and retrains.
+
+Every family trains in the ensemble's precision (``Task.dtype``, float64 by default): its
+objective, grid updates and refines see the problem's points and targets in that dtype; the
+optimizer's vectors are float64 either way (``lbfgs``), and metrics are computed in float64.
+
+After every step each member's metrics are recorded, so every row holds that epoch's own values;
+``wall_time`` is the ensemble's cumulative training time (metrics excluded): what a researcher
+pays per configuration. A member whose loss turns non-finite is recorded as NaN and stops; the
+others go on. A step that raises stops the members it was training, with a one-line note.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import torch
+
+from utils.config import GRID_UPDATE_EVERY, GRID_UPDATE_UNTIL, LBFGS_OPTIONS, PRUNE_REG
+from utils.device import synchronize
+from utils.engine import kan_numba
+from utils.engine.kan_stack import StackedKAN
+from utils.engine.nets import StackedNet
+from utils.families import FAMILIES
+from utils.models.kan import make_kan, prune, pykan_like
+from utils.models.saving import model_spec
+from utils.optim.lbfgs import BatchedLBFGS
+from utils.problems.stacked import StackedProblem, failed_metrics
+
+
+def split_budget(epochs: int, n_stages: int) -> list[int]:
+    """Steps per stage: equal shares, the last stage gets the remainder.
+
+    With fewer epochs than stages only the first ``epochs`` stages run, one step each.
+    """
+    if epochs < n_stages:
+        return [1] * epochs
+    share = epochs // n_stages
+    return [share] * (n_stages - 1) + [epochs - share * (n_stages - 1)]
+
+
+class Members:
+    """The rows of an ensemble's members: one per member per epoch, and which members still train."""
+
+    def __init__(self, base_rows):
+        self.base = base_rows
+        self.rows = [[] for _ in base_rows]
+        self.wall = [0.0] * len(base_rows)
+
+    def record(self, members, seconds, metrics, params, **columns):
+        """Append the epoch just trained of each listed member; returns those that may go on."""
+        going = []
+        for b, m, n in zip(members, metrics, params):
+            self.wall[b] += seconds
+            self.rows[b].append({**self.base[b], "epoch": len(self.rows[b]) + 1, **m, "wall_time": self.wall[b],
+                                 "num_params": n, **columns})
+            if math.isfinite(m["train_loss"]):
+                going.append(b)
+        return going
+
+
+def autograd_objective(problem, model, dtype, extra=None):
+    """Losses and gradients of the members by autograd through the stacked model (any device), in ``dtype``."""
+    problem = problem.cast(dtype)
+
+    def fun(X, idx):
+        Xr = X.to(dtype).requires_grad_(True)
+        with torch.enable_grad():
+            loss = problem.loss(model, Xr, idx)
+            if extra is not None:
+                loss = loss + extra(Xr, idx)
+            (G,) = torch.autograd.grad(loss.sum(), Xr)
+        return loss.detach(), G
+    return fun
+
+
+def run_stage(problem, model, X, steps, log: Members, members, ids, make_objective, dtype, device,
+              before_step=None, params=None, **columns):
+    """``steps`` optimizer steps of the listed members (indices into this stage's rows of X; ``ids`` maps
+    them to the ensemble's members). Returns (X, members still training).
+
+    ``params(members)`` gives their parameter counts (default: the model's, the same for all).
+    ``make_objective()`` is called after ``before_step(step, members)``, which may change the model
+    and X (grid updates) and returns X (a new tensor if it changed anything); the optimizer's
+    curvature history carries over, as in pykan's fit().
+    """
+    opt = BatchedLBFGS(X.shape[0], X.shape[1], device=device, **LBFGS_OPTIONS)
+    X = X.to(torch.float64)
+    counts = params or (lambda members: [model.count_params()] * len(members))
+    for s in range(steps):
+        if not members:
+            break
+        idx = torch.tensor(members, device=device)
+        t0 = time.perf_counter()
+        try:
+            if before_step is not None:
+                changed = before_step(s, idx, X)
+                if changed is not X:  # the model changed with X (a grid update): no reuse of old gradients
+                    opt.forget()
+                X = changed
+            X = opt.step(make_objective(), X, members)
+            synchronize(device)
+            seconds = time.perf_counter() - t0
+            metrics = problem.evaluate(model, X[idx].to(dtype), idx)  # the parameters the model holds
+        except (RuntimeError, ValueError, torch.linalg.LinAlgError) as e:
+            # a failed least-squares fit or a non-finite grid is a result, not a crash
+            print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+            log.record([ids[b] for b in members], time.perf_counter() - t0, [failed_metrics(problem)] * len(members),
+                       counts(members), **columns)
+            return X, []
+        going = set(log.record([ids[b] for b in members], seconds, metrics, counts(members), **columns))
+        members = [b for b in members if ids[b] in going]
+    return X, members
+
+
+# ----------------------------------------------------------------------------- MLP and SIREN
+
+def train_nets(ens, problems, base_rows, config):
+    """MLP / SIREN members: ``epochs`` LBFGS steps; the trained modules are the saved models.
+
+    Every trainer returns each member's rows and snapshots, a list of (key fields, model spec).
+    """
+    problem = StackedProblem(problems)
+    device, dtype = ens.device, getattr(torch, ens.dtype)
+    activation = config.get("activation", FAMILIES[ens.family].activation)
+    net = StackedNet(ens.family, problem.n_in, config["width"], config["depth"], activation)
+    X = net.init([t.seed for t in ens.tasks], device=device, dtype=dtype)
+    log = Members(base_rows)
+    members = list(range(len(problems)))
+    objective = autograd_objective(problem, net, dtype)
+    X, _ = run_stage(problem, net, X, ens.epochs, log, members, members, lambda: objective, dtype, device)
+    return log.rows, [[({}, model_spec(net.module(X[b].to(dtype).cpu())))] for b in members]
+
+
+# ----------------------------------------------------------------------------- KANs
+
+class KanStage:
+    """The grid schedule of KAN members: train at each grid, refine to the next (pykan's protocol)."""
+
+    def __init__(self, problem, stacked, X, kans, log, ids, device, dtype, family_columns):
+        self.problem, self.stacked, self.X, self.kans = problem, stacked, X, kans
+        self.log, self.ids, self.device, self.dtype = log, ids, device, dtype
+        self.columns = family_columns
+
+    def data(self, idx):
+        """The training inputs in the training precision (grid updates, refines, the regularizer)."""
+        x = self.problem.cast(self.dtype).train_x
+        return x if idx is None else x[idx]
+
+    def objective_factory(self, extra=None):
+        """The compiled regression objective on the CPU in float64 (rebuilt after grid updates), autograd
+        otherwise (the compiled loop is float64 only)."""
+        stacked, problem = self.stacked, self.problem
+        if (extra is None and not problem.is_pde and torch.device(self.device).type == "cpu"
+                and self.dtype == torch.float64 and kan_numba.supports(stacked)):
+            cache = {}
+
+            def make():
+                if cache.get("version") != self.grid_version:
+                    cache.update(version=self.grid_version, fun=kan_numba.StackedMSE(
+                        stacked, problem.x["train"], problem.y["train"]))
+                return cache["fun"]
+            return make
+        fun = autograd_objective(problem, stacked, self.dtype, extra)
+        return lambda: fun
+
+    grid_version = 0
+
+    def grid_updates(self, s, idx, X):
+        """pykan fit()'s update_grid calls, as a run_stage ``before_step``."""
+        if s % GRID_UPDATE_EVERY == 0 and s < GRID_UPDATE_UNTIL:
+            X = self.stacked.update_grid(X.to(self.dtype), self.data(idx), idx).to(torch.float64)
+            self.grid_version += 1
+        return X
+
+    def counts(self, members):
+        all_counts = self.stacked.count_params()
+        return [all_counts[b] for b in members]
+
+    def train(self, steps, members, extra=None, **columns):
+        self.X, members = run_stage(self.problem, self.stacked, self.X, steps, self.log, members, self.ids,
+                                    self.objective_factory(extra), self.dtype, self.device, self.grid_updates,
+                                    self.counts, grid_size=self.stacked.grid_size, **self.columns, **columns)
+        return members
+
+    def refine(self, grid, members):
+        idx = torch.tensor(members, device=self.device)
+        self.stacked, X = self.stacked.refine(self.X.to(self.dtype), self.data(idx), grid, idx)
+        self.X = X.to(torch.float64)
+        self.grid_version += 1
+        self.kans = [pykan_like(m, grid) for m in self.kans]
+
+    def snapshot(self, members, stage):
+        """pykan models of the listed members at the end of a stage: {member: (key fields, spec)}."""
+        out = {}
+        for b in members:
+            model = self.stacked.to_pykan(self.X.to(self.dtype), b, self.kans[b])
+            out[b] = ({"stage": stage, "grid_size": self.stacked.grid_size}, model_spec(model))
+        return out
+
+    def schedule(self, stage_steps, grids, members, stage_name, saved, **columns):
+        """Train at grids[0], refine to grids[1], train, ...; snapshots of every stage into ``saved``."""
+        for i, steps in enumerate(stage_steps):
+            if not members:
+                break
+            if i > 0:
+                self.refine(grids[i], members)
+            trained = members
+            members = self.train(steps, members, **columns)
+            for b, snap in self.snapshot(trained, stage_name).items():
+                saved[self.ids[b]].append(snap)
+        return members
+
+
+def _new_kans(tasks, n_in, width, grid, device, dtype):
+    """pykan KANs [n_in, width, 1]; ``width`` may also be a whole width list, e.g. [2, 1, 1]."""
+    widths = list(width) if isinstance(width, (list, tuple)) else [n_in, width, 1]
+    return [make_kan(widths, grid, seed=t.seed, device=device, dtype=dtype) for t in tasks]
+
+
+def _kan_ensemble(ens, problems, base_rows, config):
+    """What both KAN trainers start from: the members' pykan KANs at the first grid, stacked."""
+    problem = StackedProblem(problems)
+    device, dtype = ens.device, getattr(torch, ens.dtype)
+    kans = _new_kans(ens.tasks, problem.n_in, config["width"], ens.grids[0], device, dtype)
+    stacked, X = StackedKAN.from_pykan(kans)
+    members = list(range(len(problems)))
+    run = KanStage(problem, stacked, X, kans, Members(base_rows), members, device, dtype, {})
+    return run, members, [[] for _ in problems]
+
+
+def train_kans(ens, problems, base_rows, config):
+    """KAN [n_in, width, 1] members; grid extension through ``ens.grids``, training continuing at each grid."""
+    run, members, saved = _kan_ensemble(ens, problems, base_rows, config)
+    run.schedule(split_budget(ens.epochs, len(ens.grids)), ens.grids, members, "kan", saved)
+    return run.log.rows, saved
+
+
+def train_kans_pruned(ens, problems, base_rows, config):
+    """The KAN paper's protocol: sparsify, prune, retrain the pruned nets with grid extension.
+
+    The sparsify stage's objective is exactly pykan's ``fit(lamb=...)``: the raw loss plus lamb times
+    pykan's regularizer (l1 + entropy of the edges' activation scales) on the training inputs. It is
+    one stage of the budget; pykan's ``prune(node_th, edge_th)`` then prunes each member, and members
+    whose pruned widths agree retrain together through the grid schedule.
+    """
+    run, members, saved = _kan_ensemble(ens, problems, base_rows, config)
+    problem, stacked, kans, log, device, dtype = run.problem, run.stacked, run.kans, run.log, run.device, run.dtype
+    stages = split_budget(ens.epochs, len(ens.grids) + 1)
+    lamb = config["prune_lamb"]
+    regularizer = lambda Xr, idx: lamb * stacked.regularizer(Xr, run.data(idx), idx, PRUNE_REG)  # noqa: E731
+    trained = members
+    members = run.train(stages[0], members, extra=regularizer, stage="sparsify", is_pruned=False)
+    for b, snap in run.snapshot(trained, "sparsify").items():
+        saved[b].append(snap)
+    if len(stages) == 1 or not members:
+        return log.rows, saved
+    pruned = {}
+    for b in members:
+        model = stacked.to_pykan(run.X.to(dtype), b, kans[b])
+        try:
+            pruned[b] = prune(model, run.data(None)[b], config["prune_node_th"], config["prune_edge_th"])
+        except (RuntimeError, ValueError, IndexError) as e:
+            print(f"pruning failed: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+            log.record([b], 0.0, [failed_metrics(problem)], [0], grid_size=stacked.grid_size, stage="retrain",
+                       is_pruned=True)
+    # members whose pruned networks have one shape retrain as one ensemble
+    groups = {}
+    for b, model in pruned.items():
+        groups.setdefault(tuple(w[0] if isinstance(w, list) else w for w in model.width), []).append(b)
+    for shape, group in groups.items():
+        sub = problem.select(group)
+        stacked_g, X_g = StackedKAN.from_pykan([pruned[b] for b in group])
+        run_g = KanStage(sub, stacked_g, X_g, [pruned[b] for b in group], log, group, device, dtype, {})
+        run_g.schedule(stages[1:], ens.grids, list(range(len(group))), "retrain", saved, stage="retrain",
+                       is_pruned=True)
+    return log.rows, saved

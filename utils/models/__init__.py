@@ -1,0 +1,1 @@
+"""Single models: MLP and SIREN modules, pykan KANs, parameter counts, saving and loading."""

@@ -1,0 +1,1 @@
+"""Reusable tensor math under the engine: vector lanes, parameter rows, B-splines."""

@@ -1,0 +1,1 @@
+"""The optimizers: pykan's L-BFGS for many models at once."""

@@ -1,0 +1,93 @@
+"""Running a sweep from its options: what the command line, ``utils.api`` and the benches share.
+
+A run's *options* are plain data (stored with an unfinished run for ``--resume``): the section,
+its datasets, families, seeds, epochs, device, precision, problem options and settings. ``train``
+turns them into DataFrames and trained models in memory; ``run`` does the same with checkpoints, the
+storage contract and the end-of-run summary, as the section scripts do.
+"""
+from __future__ import annotations
+
+import time
+
+from utils.analysis.summary import summary_text
+from utils.config import DEFAULT_DTYPE
+from utils.io import RunError, finish_run, load_partial, save_partial, start_run
+from utils.pipeline.sweep import build_tasks, collect, group, run_sweep
+
+
+def tasks_of(options) -> list:
+    """The run's tasks, in their fixed order (dataset, family, configuration, seed)."""
+    return build_tasks(options["section"], options["datasets"], options["families"], options["seeds"],
+                       options["epochs"], options["device"], options.get("quick", False),
+                       options.get("problem_options", ()), options.get("settings"),
+                       options.get("dtype", DEFAULT_DTYPE), options.get("configs"), options.get("grids"))
+
+
+def unit_key(i: int, ensemble) -> str:
+    """The name of an ensemble's partial result: its place in the (deterministic) list, and its family."""
+    return f"{i:04d}_{ensemble.family}"
+
+
+def train(options, *, section=None, workers=1, scheduler=None, progress=False):
+    """(DataFrames by family, models[family][dataset][key] as specs) of a sweep, nothing written.
+
+    ``section``: a Section not in the registry (``utils.api``'s own problem; in this process only).
+    """
+    tasks = tasks_of(options)
+    results = run_sweep(tasks, workers=workers, scheduler=scheduler, progress=progress,
+                        together=options.get("together", True), section=section)
+    return collect(results)
+
+
+def start(options, results_dir) -> str:
+    """Claim a new run's timestamp and store its options (``--resume`` reads them back)."""
+    return start_run(options["section"], results_dir, options)
+
+
+def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, done=None, prog=None):
+    """The checkpointed sweep of the run ``ts`` (``start``ed, or resumed with its finished units
+    ``done``): every finished ensemble saved as it finishes, then the complete run written and
+    summarized. Interrupts, failed saves and an unreachable scheduler propagate (KeyboardInterrupt,
+    RunError, OSError) with what finished kept for ``--resume ts``.
+    """
+    section = options["section"]
+    prog = prog or f"{section}.py"
+    tasks = tasks_of(options)
+    ensembles = group(tasks, options.get("together", True))
+    keys = [unit_key(i, e) for i, e in enumerate(ensembles)]
+    finished = {i: (done or {})[k] for i, k in enumerate(keys) if k in (done or {})}
+    how = f"Dask scheduler {scheduler}" if scheduler else f"{workers} worker(s)"
+    seeds, dtype = options["seeds"], options.get("dtype", DEFAULT_DTYPE)
+    print(f"{section} run {ts}: {len(tasks)} models ({', '.join(options['families'])}) in {len(ensembles)} ensembles"
+          f"{f', {len(finished)} already done' if finished else ''}; {len(options['datasets'])} datasets, "
+          f"{options['epochs']} epochs, {'seed' if len(seeds) == 1 else 'seeds'} {' '.join(map(str, seeds))}, "
+          f"{dtype}, device {options['device']}, {how}. If interrupted, resume with: python {prog} --resume {ts}",
+          flush=True)
+    t0 = time.perf_counter()
+    results = run_sweep(tasks, workers=workers, scheduler=scheduler, progress=progress,
+                        together=options.get("together", True), finished=finished,
+                        on_result=lambda i, res: save_partial(section, ts, keys[i], res, results_dir))
+    frames, models = collect(results)
+    try:  # a run's seeds are its seed column; only a one-seed run names its seed in the metadata
+        finish_run(section, ts, frames, models=models, results_dir=results_dir, epochs=options["epochs"],
+                   device=options["device"], dtype=dtype, **({"seed": seeds[0]} if len(seeds) == 1 else {}))
+    except RunError as e:
+        raise RunError(f"could not save the run: {e}") from None
+    print(f"\nTrained in {time.perf_counter() - t0:.1f} s.")
+    print(summary_text(frames, dtype))
+    print(f"\nSaved run {section} {ts}:")
+    for name in sorted(p.name for p in results_dir.glob(f"{section}_{ts}_*")):
+        print(f"  {results_dir / name}")
+    return ts
+
+
+def ensembles_of(options) -> list:
+    """The run's ensembles, in their fixed order (what its partial results are keyed by)."""
+    return group(tasks_of(options), options.get("together", True))
+
+
+def saved_units(section, ts, results_dir) -> int:
+    """How many ensembles of an unfinished run are saved (for the interrupt message)."""
+    return len(load_partial(section, ts, results_dir)[1])
+
+

@@ -1,0 +1,225 @@
+"""The sweep: independent tasks (dataset x family x configuration x seed), trained as ensembles.
+
+A task is plain data and seeds everything it uses itself. Tasks of one family and configuration
+(same architecture, epochs, device and problem options) form one ensemble, trained as one program
+(``utils.engine.training``); the grouping depends only on the task list, never on how many workers or
+which scheduler run it, and worker processes and Dask workers receive whole ensembles. torch runs
+on one thread in every process, so the same seed gives the same numbers in the main process, in
+any worker process and on any Dask worker.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from utils.config import DEFAULT_DTYPE, KAN_GRIDS, QUICK_GRIDS
+from utils.engine import training
+from utils.families import FAMILIES, SETTINGS, model_key
+from utils.pipeline.host_memory import keep_freed_memory
+from utils.sections import SECTIONS
+
+
+@dataclass(frozen=True)
+class Task:
+    section: str
+    family: str
+    dataset_idx: int
+    dataset_name: str
+    seed: int
+    epochs: int
+    device: str
+    config: tuple = ()          # (("width", 5), ("depth", 3), ("activation", "tanh")): the family's columns
+    grids: tuple = ()           # KAN grid schedule
+    options: tuple = ()         # problem options, e.g. (("mode", "pinn"), ("alpha", 0.01))
+    dtype: str = DEFAULT_DTYPE  # training precision of every family
+
+    def architecture(self) -> tuple:
+        """What members of one ensemble share: everything but the dataset and the seed."""
+        return (self.section, self.family, self.epochs, self.device, self.config, self.grids, self.options,
+                self.dtype)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Tasks that train as one program: same family, configuration, budget, device and options."""
+    tasks: tuple
+
+    def __getattr__(self, name):  # section, family, epochs, device, config, grids, options: the members'
+        if name in ("section", "family", "epochs", "device", "config", "grids", "options", "dtype"):
+            return getattr(self.tasks[0], name)
+        raise AttributeError(name)
+
+    def cost(self) -> float:
+        """Rough relative cost, to start the longest ensembles first."""
+        return FAMILIES[self.family].cost * len(self.tasks) * dict(self.config).get("depth", 1)
+
+
+def build_tasks(section, datasets, families, seeds, epochs, device, quick=False, options=(), settings=None,
+                dtype=DEFAULT_DTYPE, configs=None, grids=None):
+    """``datasets``: (dataset_idx, name) pairs; ``seeds``: a seed or a list of them; ``configs``: per
+    family, the configurations to train instead of the family's sweep (``utils.api``: one model);
+    ``grids``: the KAN grid schedule instead of the protocol's.
+
+    Tasks come in a fixed order: dataset, family, configuration, seed.
+    """
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    settings = {**SETTINGS, **(settings or {})}
+    grids = tuple(grids or (QUICK_GRIDS if quick else KAN_GRIDS))
+    return [Task(section, fam, idx, name, seed, epochs, device, cfg,
+                 grids if FAMILIES[fam].grid_schedule else (), tuple(options), dtype)
+            for idx, name in datasets for fam in families
+            for cfg in (configs or {}).get(fam, FAMILIES[fam].configs(quick, settings)) for seed in seeds]
+
+
+def group(tasks, together: bool = True) -> list[Ensemble]:
+    """Ensembles of tasks that share an architecture, in order of first appearance.
+
+    ``together=False`` makes every task an ensemble of its own (the one-by-one path, for comparison).
+    """
+    if not together:
+        return [Ensemble((t,)) for t in tasks]
+    groups = {}
+    for t in tasks:
+        groups.setdefault(t.architecture(), []).append(t)
+    return [Ensemble(tuple(g)) for g in groups.values()]
+
+
+def run_ensemble(ens: Ensemble, section=None) -> list[dict]:
+    """Train one ensemble; for each of its tasks its rows and trained model specs (plain, picklable data).
+
+    ``section``: the Section its problems come from (default: the registry's entry of that name).
+    """
+    section = section or SECTIONS[ens.section]
+    if ens.device == "cpu":
+        torch.set_num_threads(1)
+        keep_freed_memory()
+    seed = ens.tasks[0].seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+    problems = [section.make_problem(t) for t in ens.tasks]
+    config = dict(ens.config)
+    mode = dict(ens.options).get("mode")
+    shown = {k: str(list(v)) if isinstance(v, tuple) else v for k, v in config.items()}  # a KAN's width list
+    base_rows = [{"dataset_idx": t.dataset_idx, "dataset_name": t.dataset_name, "seed": t.seed,
+                  **({"mode": mode} if mode else {}), **shown} for t in ens.tasks]
+    rows, snapshots = getattr(training, FAMILIES[ens.family].trainer)(ens, problems, base_rows, config)
+    return [{"family": t.family, "dataset_name": t.dataset_name, "rows": r,
+             "models": {model_key(t.family, {**config, **fields, "seed": t.seed}): {"__model__": spec}
+                        for fields, spec in snaps}}
+            for t, r, snaps in zip(ens.tasks, rows, snapshots)]
+
+
+def _init_worker(parent: int):
+    """Worker processes: one torch thread; Ctrl-C is the parent's to handle (it stops them); and they
+    exit when the parent dies (a SIGKILL, the OOM killer, a wall-time limit), instead of running on
+    orphaned."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int):
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _stop(ex, futures):
+    """Stop a sweep now: end the worker processes (the pool then fails what they were running and what
+    waited) or, on Dask, cancel what has not finished."""
+    if isinstance(ex, ProcessPoolExecutor):
+        for proc in list(ex._processes.values()):
+            proc.terminate()
+        ex.shutdown(wait=False)
+    else:
+        for fut in futures:
+            fut.cancel()
+
+
+@contextlib.contextmanager
+def _executor(workers: int, scheduler: str | None):
+    if scheduler:
+        from distributed import Client
+        with Client(scheduler, timeout="10s") as client:
+            yield client.get_executor()
+    elif workers > 1:
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch's thread pools and CUDA
+        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+        try:
+            yield ex
+        finally:
+            ex.shutdown(wait=True)
+    else:
+        yield None
+
+
+def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: bool = True, together=True,
+              finished=None, on_result=None, section=None):
+    """Results (rows and model specs) of every task, in task order, however they were run.
+
+    The tasks train as ``group(tasks, together)``; ``finished`` maps the index of an ensemble of that
+    list already trained (a resumed run) to its results; ``on_result(index, results)`` is called in
+    this process as each ensemble finishes (checkpointing). An interrupt or a failing ``on_result``
+    stops the workers at once and propagates; what finished before stays finished. ``section``: a
+    Section that is not in the registry (``utils.api``'s own problem), for a sweep run in this process.
+    """
+    ensembles = group(tasks, together)
+    finished = dict(finished or {})
+    position = {t: i for i, t in enumerate(tasks)}
+    results = [None] * len(tasks)
+    todo = sorted((i for i in range(len(ensembles)) if i not in finished), key=lambda i: -ensembles[i].cost())
+    bar = tqdm(total=len(tasks), desc="sweep", unit="model", disable=not progress, dynamic_ncols=True)
+
+    def store(i, out, new=True):
+        if new and on_result is not None:
+            on_result(i, out)
+        for t, r in zip(ensembles[i].tasks, out):
+            results[position[t]] = r
+        bar.update(len(ensembles[i].tasks))
+
+    previous = signal.getsignal(signal.SIGINT)
+    with bar:
+        for i, out in finished.items():
+            store(i, out, new=False)
+        with _executor(min(workers, max(len(todo), 1)), scheduler) as ex:
+            if ex is None:
+                for i in todo:
+                    store(i, run_ensemble(ensembles[i], section))
+                return results
+            futures = {ex.submit(run_ensemble, ensembles[i]): i for i in todo}
+            try:
+                for fut in as_completed(futures):
+                    store(futures[fut], fut.result())
+            except BaseException as e:
+                main = threading.current_thread() is threading.main_thread()
+                if main:  # a second Ctrl-C must not break the cleanup, nor the caller's exit after an interrupt
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    _stop(ex, futures)
+                finally:
+                    if main and not isinstance(e, KeyboardInterrupt):
+                        signal.signal(signal.SIGINT, previous)
+                raise
+    return results
+
+
+def collect(results) -> tuple[dict, dict]:
+    """Per-family DataFrames (rows in task order) and models[family][dataset][label]."""
+    frames, models = {}, {}
+    for r in results:
+        frames.setdefault(r["family"], []).extend(r["rows"])
+        models.setdefault(r["family"], {}).setdefault(r["dataset_name"], {}).update(r["models"])
+    return {f: pd.DataFrame(rows) for f, rows in frames.items()}, models
