@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 CHOICES = ("auto", "cpu", "cuda")
+ENGINES = ("auto", "host", "resident")
 
 
 class DeviceError(ValueError):
@@ -27,6 +28,17 @@ def resolve(name: str) -> str:
     if not torch.cuda.is_available():
         raise DeviceError("--device cuda: CUDA is not available on this machine (use --device cpu)")
     return "cuda"
+
+
+def engine_for(engine: str, device: str) -> str:
+    """The optimizer engine a device runs: ``auto`` takes the device-resident one on a GPU (no host
+    round trips per tick, replayable as CUDA graphs) and the host-driven one on the CPU, where its
+    compiled directions and per-member evaluations are faster."""
+    if engine not in ENGINES:
+        raise DeviceError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    return "resident" if device == "cuda" else "host"
 
 
 def default_workers(device: str) -> int:

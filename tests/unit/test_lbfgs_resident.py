@@ -1,7 +1,7 @@
 """The device-resident optimizer takes BatchedLBFGS's steps bit for bit, and its tick never asks the host.
 
-The oracle is ``BatchedLBFGS(compiled=False)`` (the torch path of the directions, which the
-resident engine shares) in float64 on the CPU: same iterates after every step, the same trial
+The oracle is ``BatchedLBFGS`` with its compiled directions, the engine the pipeline runs on a CPU,
+whose arithmetic the resident engine follows, in float64 on the CPU: same iterates after every step, the same trial
 points in the same order per member (the resident engine's discarded rows not counted), the same
 evaluation counts, the same loss at each step's start. Through it what tests/test_lbfgs.py proves
 carries over: kan.LBFGS's iterates to rounding, NaN members disturbing nobody, the step-start
@@ -16,9 +16,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from test_lbfgs import PYKAN_FIT, counting, mlp_fit, mlp_target, reference, rosenbrock, teacher_student
-from utils.optim import lbfgs
 from utils.config import LBFGS_OPTIONS
-from utils.optim.lbfgs import BatchedLBFGS, _two_loop
+from utils.optim.lbfgs import BatchedLBFGS
 from utils.optim.resident import BRACKET, FRESH, IDLE, ZOOM, ResidentLBFGS
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -41,7 +40,7 @@ class Both:
 
     def __init__(self, fs, n_params, max_steps, dtype=torch.float64, **options):
         self.fs, self.dtype, B = fs, dtype, len(fs)
-        self.oracle = BatchedLBFGS(B, n_params, compiled=False, **options)
+        self.oracle = BatchedLBFGS(B, n_params, compiled=True, **options)
         self.resident = ResidentLBFGS(B, n_params, max_steps=max_steps, **options)
         self.oracle_points, self.resident_points = [[] for _ in fs], [[] for _ in fs]
         # one object each: both engines evaluate afresh when called with another objective than last time
@@ -114,22 +113,8 @@ def test_low_loss_regime_bit_equal():
     assert f(x[0]) < 1e-10
 
 
-def batched_kernels_only(g, S, Y, rho, H):
-    """``_two_loop`` through the kernels of a batch of several members, also for one member.
-
-    torch's CPU matrix-vector products (bmm) take another kernel for a batch of one once P·m >= 400,
-    with other rounding, so the oracle's directions change bits with the number of members that ask
-    for one in the same round (measured: any batch of 2 or more agrees with any other; 1 does not).
-    The resident engine always asks with all B rows.
-    """
-    if len(g) > 1:
-        return _two_loop(g, S, Y, rho, H)
-    return _two_loop(*(torch.cat([v, v]) for v in (g, S, Y, rho, H)))[:1]
-
-
-def test_members_of_different_problems_and_a_nan_member(monkeypatch):
+def test_members_of_different_problems_and_a_nan_member():
     """test_lbfgs.py's five members (P = 320; one diverges to NaN), and a forget() between runs."""
-    monkeypatch.setattr(lbfgs, "_two_loop", batched_kernels_only)
     g = torch.Generator().manual_seed(3)
     fs = [mlp_target(2), mlp_target(6), lambda x: rosenbrock(x[:12]) + x[12:].pow(2).sum(), teacher_student()[0],
           lambda x: mlp_fit(x) * torch.where(x[0] == 9.0, 1.0, float("nan"))]
@@ -143,7 +128,7 @@ def test_members_of_different_problems_and_a_nan_member(monkeypatch):
 def test_live_evaluations_are_kan_lbfgs_func_evals_less_the_reused_ones():
     """kan.LBFGS evaluates at the start of every step what its last line search evaluated there."""
     torch.manual_seed(0)
-    x0, steps, theirs, mine = torch.randn(320) * 0.5, 4, [], []
+    x0, steps, theirs = torch.randn(320) * 0.5, 4, []
     reference(counting(mlp_fit, theirs), x0, steps, **PYKAN_FIT)
     opt = ResidentLBFGS(1, 320, max_steps=steps, **LBFGS_OPTIONS)
     opt.run(lambda X: [t[None] for t in loss_and_grad(mlp_fit, X[0])], x0[None], steps)

@@ -215,11 +215,12 @@ class StackedMSE:
         self.trainable = np.concatenate(trainable)
 
     def __call__(self, X, idx):
+        """Losses and gradients of members ``idx`` (a long tensor; None: all, in order) at the rows of X."""
         rows = X.detach().to(torch.float64).cpu().numpy()
         losses, grads = np.zeros(len(rows)), np.zeros(rows.shape)
         v, g = self.values, self.grads
         n = len(self.trainable)
-        for i, b in enumerate(idx.tolist()):
+        for i, b in enumerate(range(len(rows)) if idx is None else idx.tolist()):
             m = self.members[b]
             self.buf[self.trainable] = rows[i, :n]
             losses[i] = _mse_and_grad(m.y, m.M0, m.N0, m.silu0, m.widths, m.n_grid, m.grids, m.knots, v["coef"],

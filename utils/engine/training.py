@@ -55,10 +55,14 @@ class Members:
         self.wall = [0.0] * len(base_rows)
 
     def record(self, members, seconds, metrics, params, **columns):
-        """Append the epoch just trained of each listed member; returns those that may go on."""
+        """Append the epoch just trained of each listed member; returns those that may go on.
+
+        ``seconds``: the epoch's training time, the same for every member (they stepped in lockstep),
+        or one per member (the resident engine's members step on their own)."""
         going = []
-        for b, m, n in zip(members, metrics, params):
-            self.wall[b] += seconds
+        per_member = seconds if isinstance(seconds, (list, tuple)) else [seconds] * len(members)
+        for b, m, n, sec in zip(members, metrics, params, per_member):
+            self.wall[b] += sec
             self.rows[b].append({**self.base[b], "epoch": len(self.rows[b]) + 1, **m, "wall_time": self.wall[b],
                                  "num_params": n, **columns})
             if math.isfinite(m["train_loss"]):
@@ -82,15 +86,20 @@ def autograd_objective(problem, model, dtype, extra=None):
 
 
 def run_stage(problem, model, X, steps, log: Members, members, ids, make_objective, dtype, device,
-              before_step=None, params=None, **columns):
+              before_step=None, params=None, engine="host", barrier=None, **columns):
     """``steps`` optimizer steps of the listed members (indices into this stage's rows of X; ``ids`` maps
     them to the ensemble's members). Returns (X, members still training).
 
     ``params(members)`` gives their parameter counts (default: the model's, the same for all).
     ``make_objective()`` is called after ``before_step(step, members)``, which may change the model
     and X (grid updates) and returns X (a new tensor if it changed anything); the optimizer's
-    curvature history carries over, as in pykan's fit().
+    curvature history carries over, as in pykan's fit(). ``barrier(step)`` says at which steps
+    ``before_step`` changes anything (the resident engine's members only wait for each other there).
+    ``engine``: "host" (``BatchedLBFGS``) or "resident" (``run_stage_resident``).
     """
+    if engine == "resident":
+        return run_stage_resident(problem, model, X, steps, log, members, ids, make_objective, dtype, device,
+                                  before_step, params, barrier, **columns)
     opt = BatchedLBFGS(X.shape[0], X.shape[1], device=device, **LBFGS_OPTIONS)
     X = X.to(torch.float64)
     counts = params or (lambda members: [model.count_params()] * len(members))
@@ -120,6 +129,69 @@ def run_stage(problem, model, X, steps, log: Members, members, ids, make_objecti
     return X, members
 
 
+def _segments(steps, barrier):
+    """[start, end) step ranges between barriers (a barrier step starts a segment)."""
+    cuts = [s for s in range(1, steps) if barrier is not None and barrier(s)]
+    bounds = [0, *cuts, steps]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def run_stage_resident(problem, model, X, steps, log: Members, members, ids, make_objective, dtype, device,
+                       before_step=None, params=None, barrier=None, **columns):
+    """``run_stage`` with the device-resident optimizer (``utils.optim.resident``): the same steps, the
+    same rows, computed as a GPU wants them.
+
+    Between barriers (KAN grid updates) every member takes its own steps without waiting for the
+    others, each tick evaluating every row (``ticks.run``: on a GPU replayed as a CUDA graph); the
+    metrics come afterwards from the per-step snapshots, with the grids in force during those steps.
+    A member whose loss turns non-finite keeps computing NaN rows to the barrier (no row mixes with
+    another), its rows after that epoch are dropped, and its parameters are those of that epoch, as
+    in ``run_stage``. ``wall_time``: a member's epoch ends at the tick its step ended, timed by the
+    program's clock (the time per tick of its segment), so a member pays for the ticks it used, not
+    for its companions' longer steps.
+    """
+    from utils.engine import ticks
+    from utils.optim.resident import ResidentLBFGS
+    B = X.shape[0]
+    opt = ResidentLBFGS(B, X.shape[1], device=device, max_steps=max(1, steps), **LBFGS_OPTIONS)
+    X = X.to(torch.float64)
+    counts = params or (lambda members: [model.count_params()] * len(members))
+    for first, end in _segments(steps, barrier):
+        if not members:
+            break
+        idx = torch.tensor(members, device=device)
+        t0 = time.perf_counter()
+        try:
+            if before_step is not None:
+                changed = before_step(first, idx, X)
+                if changed is not X:  # the model changed with X: evaluate afresh
+                    opt.forget()
+                X = changed
+            objective = make_objective()
+            target = torch.zeros(B, dtype=torch.long)
+            target[members] = end - first
+            tick_seconds = ticks.run(opt, lambda Xall: objective(Xall, None), X, target, device)
+            # the grids in force during these steps: metrics before the next barrier changes them
+            snaps, snap_ticks = opt.snap_x[:end - first].clone(), opt.snap_tick[:end - first].cpu()
+            setup = time.perf_counter() - t0 - tick_seconds * int(opt.ticks)
+        except (RuntimeError, ValueError, torch.linalg.LinAlgError) as e:
+            print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+            log.record([ids[b] for b in members], time.perf_counter() - t0, [failed_metrics(problem)] * len(members),
+                       counts(members), **columns)
+            return X, []
+        ended = torch.zeros(B, dtype=torch.long)   # the tick each member's previous step ended at
+        for k in range(end - first):
+            idx = torch.tensor(members, device=device)
+            metrics = problem.evaluate(model, snaps[k][idx].to(dtype), idx)
+            seconds = [setup * (k == 0) + tick_seconds * int(snap_ticks[k, b] - ended[b]) for b in members]
+            ended[members] = snap_ticks[k, members]
+            for b in members:
+                X[b] = snaps[k, b]
+            going = set(log.record([ids[b] for b in members], seconds, metrics, counts(members), **columns))
+            members = [b for b in members if ids[b] in going]
+    return X, members
+
+
 # ----------------------------------------------------------------------------- MLP and SIREN
 
 def train_nets(ens, problems, base_rows, config):
@@ -135,7 +207,8 @@ def train_nets(ens, problems, base_rows, config):
     log = Members(base_rows)
     members = list(range(len(problems)))
     objective = autograd_objective(problem, net, dtype)
-    X, _ = run_stage(problem, net, X, ens.epochs, log, members, members, lambda: objective, dtype, device)
+    X, _ = run_stage(problem, net, X, ens.epochs, log, members, members, lambda: objective, dtype, device,
+                     engine=ens.engine)
     return log.rows, [[({}, model_spec(net.module(X[b].to(dtype).cpu())))] for b in members]
 
 
@@ -144,10 +217,10 @@ def train_nets(ens, problems, base_rows, config):
 class KanStage:
     """The grid schedule of KAN members: train at each grid, refine to the next (pykan's protocol)."""
 
-    def __init__(self, problem, stacked, X, kans, log, ids, device, dtype, family_columns):
+    def __init__(self, problem, stacked, X, kans, log, ids, device, dtype, family_columns, engine="host"):
         self.problem, self.stacked, self.X, self.kans = problem, stacked, X, kans
         self.log, self.ids, self.device, self.dtype = log, ids, device, dtype
-        self.columns = family_columns
+        self.columns, self.engine = family_columns, engine
 
     def data(self, idx):
         """The training inputs in the training precision (grid updates, refines, the regularizer)."""
@@ -173,9 +246,14 @@ class KanStage:
 
     grid_version = 0
 
+    @staticmethod
+    def updates_grid(s) -> bool:
+        """Whether pykan's fit() updates the grid before step s of a grid (every 5 steps, first 50)."""
+        return s % GRID_UPDATE_EVERY == 0 and s < GRID_UPDATE_UNTIL
+
     def grid_updates(self, s, idx, X):
         """pykan fit()'s update_grid calls, as a run_stage ``before_step``."""
-        if s % GRID_UPDATE_EVERY == 0 and s < GRID_UPDATE_UNTIL:
+        if self.updates_grid(s):
             X = self.stacked.update_grid(X.to(self.dtype), self.data(idx), idx).to(torch.float64)
             self.grid_version += 1
         return X
@@ -187,7 +265,8 @@ class KanStage:
     def train(self, steps, members, extra=None, **columns):
         self.X, members = run_stage(self.problem, self.stacked, self.X, steps, self.log, members, self.ids,
                                     self.objective_factory(extra), self.dtype, self.device, self.grid_updates,
-                                    self.counts, grid_size=self.stacked.grid_size, **self.columns, **columns)
+                                    self.counts, self.engine, self.updates_grid, grid_size=self.stacked.grid_size,
+                                    **self.columns, **columns)
         return members
 
     def refine(self, grid, members):
@@ -232,7 +311,7 @@ def _kan_ensemble(ens, problems, base_rows, config):
     kans = _new_kans(ens.tasks, problem.n_in, config["width"], ens.grids[0], device, dtype)
     stacked, X = StackedKAN.from_pykan(kans)
     members = list(range(len(problems)))
-    run = KanStage(problem, stacked, X, kans, Members(base_rows), members, device, dtype, {})
+    run = KanStage(problem, stacked, X, kans, Members(base_rows), members, device, dtype, {}, ens.engine)
     return run, members, [[] for _ in problems]
 
 
@@ -278,7 +357,7 @@ def train_kans_pruned(ens, problems, base_rows, config):
     for shape, group in groups.items():
         sub = problem.select(group)
         stacked_g, X_g = StackedKAN.from_pykan([pruned[b] for b in group])
-        run_g = KanStage(sub, stacked_g, X_g, [pruned[b] for b in group], log, group, device, dtype, {})
+        run_g = KanStage(sub, stacked_g, X_g, [pruned[b] for b in group], log, group, device, dtype, {}, ens.engine)
         run_g.schedule(stages[1:], ens.grids, list(range(len(group))), "retrain", saved, stage="retrain",
                        is_pruned=True)
     return log.rows, saved

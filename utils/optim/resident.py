@@ -11,17 +11,15 @@ and it updates its state in place, so it can be captured once as a CUDA graph an
 host looks at a device-side "all done" flag every K ticks.
 
 What it guarantees: on the CPU, in float64, every member's iterates, trial points and evaluation
-counts are bit-equal to ``BatchedLBFGS(compiled=False)``'s (tested), so what is proven of that
+counts are bit-equal to ``BatchedLBFGS``'s, the engine the pipeline runs on a CPU (tested), so what is proven of that
 engine carries over (kan.LBFGS to rounding, NaN members disturb nobody, the step-start evaluation
 is reused). To that end each row performs the scalar engine's float64 operations in the same
 order, with Python's semantics: ``min``/``max`` keep their first argument when the comparison is
 False (NaN), a condition's negation is ``~(a >= b)``, never ``a < b``, a mask selects and never
-multiplies (0 x NaN is NaN), and powers are libm's (``_pow``). The directions are
-``BatchedLBFGS``'s own ``_two_loop``, with one caveat it brings along: torch's CPU matrix-vector
-products round differently for a batch of one member once P·m >= 400, and ``BatchedLBFGS`` batches
-the members that need a direction in the same round while this engine always takes all B rows; so
-in an ensemble of such sizes both are bit-equal where the oracle never served one member alone,
-and equal to the member alone only to rounding (BatchedLBFGS's compiled CPU path is exact there).
+multiplies (0 x NaN is NaN), and powers are libm's (``_pow``). The directions follow the compiled
+CPU path (``utils.optim.lbfgs._directions_cpu``) operation for operation, its inner products
+accumulated in the same order (``_dot``), so the resident engine reproduces the host engine that
+the pipeline runs on a CPU, bit for bit, and a member's bits do not depend on its batch.
 
 What it costs: every row is evaluated at every tick, also rows with nothing to evaluate (their
 result is discarded), and every block runs on every row; on the CPU the host-driven engine stays
@@ -33,13 +31,38 @@ from __future__ import annotations
 
 import torch
 
-from utils.optim.lbfgs import _two_loop
 
 # a member's phase between ticks; the evaluation of the first three is used (live)
 BRACKET, ZOOM, FRESH, START, END, IDLE = range(6)
 # kan.LBFGS's _strong_wolfe with its defaults: the optimizer does not pass its tolerance_change
 # on, so the zoom stops on a bracket shorter than 1e-9 / max|d| whatever the optimizer's is
 C1, C2, LS_TOLERANCE_CHANGE = 1e-4, 0.9, 1e-9
+
+
+def _dot(a, b):
+    """Each row's sum of a * b, accumulated over the columns in order, as the compiled CPU directions'
+    loops accumulate it (torch's ``sum`` reduces in another order; ``cumsum`` in this one, also for
+    float64 on a GPU only to rounding: a GPU's scan is parallel)."""
+    return torch.cumsum(a * b, 1)[:, -1]
+
+
+def _two_loop(g, S, Y, rho, H):
+    """The two-loop recursion's direction -H g, with ``_directions_cpu``'s operations in its order:
+    slot by slot over the history (oldest first; empty slots have rho = 0 and are skipped), each
+    inner product ``_dot``. m small steps of (B, P) operations per loop, no matrix kernels: the same
+    bits for a member in a batch of any size."""
+    m = S.shape[1]
+    q, alpha = -g, [None] * m
+    for i in range(m - 1, -1, -1):
+        used = rho[:, i] != 0
+        alpha[i] = _dot(S[:, i], q) * rho[:, i]
+        q = torch.where(used[:, None], q - alpha[i][:, None] * Y[:, i], q)
+    d = q * H[:, None]
+    for i in range(m):
+        used = rho[:, i] != 0
+        c = alpha[i] - _dot(Y[:, i], d) * rho[:, i]
+        d = torch.where(used[:, None], d + c[:, None] * S[:, i], d)
+    return d
 
 
 def _put(dst, mask, src):
@@ -333,25 +356,26 @@ class ResidentLBFGS:
         _put(self.evals, starting, 1)
         direction = direction | (starting & ~converged)
 
-        # ---- an iteration: the direction (BatchedLBFGS._directions' torch path), then the line
-        # search's first trial, or the step's end where g.d > -tolerance_change
+        # ---- an iteration: the direction (the arithmetic of BatchedLBFGS's compiled CPU directions,
+        # ``_directions_cpu``), then the line search's first trial, or the step's end where
+        # g.d > -tolerance_change
         _put(self.n_iter, direction, self.n_iter + 1)
         _put(self.iter, direction, self.iter + 1)
         first = direction & (self.n_iter == 1)
         g = self.g
         y, s = g - self.prev_g, self.d * self.t[:, None]
-        ys = (y * s).sum(1)
+        ys = _dot(y, s)
         keep = direction & (ys > self.tolerance_ys) & ~first
         _put(self.S, keep, torch.cat([self.S[:, 1:], s[:, None]], 1))
         _put(self.Y, keep, torch.cat([self.Y[:, 1:], y[:, None]], 1))
         _put(self.rho, keep, torch.cat([self.rho[:, 1:], (1.0 / ys)[:, None]], 1))
-        _put(self.H_diag, keep, ys / (y * y).sum(1))
+        _put(self.H_diag, keep, ys / _dot(y, y))
         for history in (self.S, self.Y, self.rho):
             _put(history, first, 0.0)
         _put(self.H_diag, first, 1.0)
-        _put(self.d, direction, _two_loop(g, self.S, self.Y, self.rho, self.H_diag))
+        _put(self.d, direction, torch.where(first[:, None], -g, _two_loop(g, self.S, self.Y, self.rho, self.H_diag)))
         _put(self.prev_g, direction, g)
-        gtd, d_max = (g * self.d).sum(1), self.d.abs().amax(1)
+        gtd, d_max = _dot(g, self.d), self.d.abs().amax(1)
         _put(self.prev_loss, direction, self.stats[:, 0])
         t0 = torch.where(first, _min(1.0, 1.0 / self.stats[:, 1]) * self.lr, self.lr)
         flat = direction & (gtd > -tol_change)

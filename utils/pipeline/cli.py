@@ -17,6 +17,7 @@ from pathlib import Path
 
 from utils.config import DEFAULT_DTYPE, DEFAULT_EPOCHS, DEFAULT_RESULTS_DIR, QUICK_EPOCHS
 from utils.device import CHOICES as DEVICES
+from utils.device import ENGINES
 from utils.families import FAMILIES, SETTINGS
 from utils.sections import SECTIONS
 
@@ -88,6 +89,9 @@ def build_parser(section) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=list(DEVICES), default="auto", help="auto: cuda if available")
     p.add_argument("--dtype", choices=["float64", "float32"], default=DEFAULT_DTYPE,
                    help="training precision of every family (metrics are float64 either way)")
+    p.add_argument("--engine", choices=list(ENGINES), default="auto",
+                   help="the optimizer: host (driven from Python, the faster on a CPU), resident (on the device, "
+                        "no host round trips, replayed as CUDA graphs on a GPU); auto: resident on cuda, host on cpu")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=seed_value, default=None,
                        help="one seed: data sampling and model initialization (default 0)")
@@ -166,7 +170,7 @@ def plan(prog, section, args) -> dict:
             "device": resolve_device(prog, args.device), "quick": args.quick,
             "problem_options": section.problem_options(args),
             "settings": {k: getattr(args, k) for k in SETTINGS}, "together": not args.one_by_one,
-            "dtype": args.dtype}
+            "dtype": args.dtype, "engine": args.engine}
 
 
 def resumed_plan(prog, section, args, parser) -> tuple[dict, dict]:

@@ -20,7 +20,8 @@ def tasks_of(options) -> list:
     return build_tasks(options["section"], options["datasets"], options["families"], options["seeds"],
                        options["epochs"], options["device"], options.get("quick", False),
                        options.get("problem_options", ()), options.get("settings"),
-                       options.get("dtype", DEFAULT_DTYPE), options.get("configs"), options.get("grids"))
+                       options.get("dtype", DEFAULT_DTYPE), options.get("configs"), options.get("grids"),
+                       options.get("engine", "auto"))
 
 
 def unit_key(i: int, ensemble) -> str:

@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from utils.config import DEFAULT_DTYPE, KAN_GRIDS, QUICK_GRIDS
+from utils.device import engine_for
 from utils.engine import training
 from utils.families import FAMILIES, SETTINGS, model_key
 from utils.pipeline.host_memory import keep_freed_memory
@@ -44,11 +45,12 @@ class Task:
     grids: tuple = ()           # KAN grid schedule
     options: tuple = ()         # problem options, e.g. (("mode", "pinn"), ("alpha", 0.01))
     dtype: str = DEFAULT_DTYPE  # training precision of every family
+    engine: str = "host"        # the optimizer's engine: host-driven, or device-resident (utils.device.engine_for)
 
     def architecture(self) -> tuple:
         """What members of one ensemble share: everything but the dataset and the seed."""
         return (self.section, self.family, self.epochs, self.device, self.config, self.grids, self.options,
-                self.dtype)
+                self.dtype, self.engine)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Ensemble:
     tasks: tuple
 
     def __getattr__(self, name):  # section, family, epochs, device, config, grids, options: the members'
-        if name in ("section", "family", "epochs", "device", "config", "grids", "options", "dtype"):
+        if name in ("section", "family", "epochs", "device", "config", "grids", "options", "dtype", "engine"):
             return getattr(self.tasks[0], name)
         raise AttributeError(name)
 
@@ -67,10 +69,11 @@ class Ensemble:
 
 
 def build_tasks(section, datasets, families, seeds, epochs, device, quick=False, options=(), settings=None,
-                dtype=DEFAULT_DTYPE, configs=None, grids=None):
+                dtype=DEFAULT_DTYPE, configs=None, grids=None, engine="auto"):
     """``datasets``: (dataset_idx, name) pairs; ``seeds``: a seed or a list of them; ``configs``: per
     family, the configurations to train instead of the family's sweep (``utils.api``: one model);
-    ``grids``: the KAN grid schedule instead of the protocol's.
+    ``grids``: the KAN grid schedule instead of the protocol's; ``engine``: the optimizer's
+    (``utils.device.engine_for``: auto is the resident one on a GPU).
 
     Tasks come in a fixed order: dataset, family, configuration, seed.
     """
@@ -78,7 +81,7 @@ def build_tasks(section, datasets, families, seeds, epochs, device, quick=False,
     settings = {**SETTINGS, **(settings or {})}
     grids = tuple(grids or (QUICK_GRIDS if quick else KAN_GRIDS))
     return [Task(section, fam, idx, name, seed, epochs, device, cfg,
-                 grids if FAMILIES[fam].grid_schedule else (), tuple(options), dtype)
+                 grids if FAMILIES[fam].grid_schedule else (), tuple(options), dtype, engine_for(engine, device))
             for idx, name in datasets for fam in families
             for cfg in (configs or {}).get(fam, FAMILIES[fam].configs(quick, settings)) for seed in seeds]
 
