@@ -32,7 +32,7 @@ def _train(section, family, epochs, seed, device, dtype, config, problem_options
 
     from utils.device import resolve
     from utils.models.saving import from_spec
-    from utils.pipeline.run import train
+    from utils.pipeline.run import placement, train
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     if family not in FAMILIES:
@@ -42,10 +42,12 @@ def _train(section, family, epochs, seed, device, dtype, config, problem_options
     grids = tuple(config.pop("grids", KAN_GRIDS)) if FAMILIES[family].grid_schedule else None
     config = _config(family, config)
     name = next(iter(section.problems))
+    resolve(device)  # refuses a device this machine does not have
     options = {"section": section.name, "datasets": [(0, name)], "families": [family], "seeds": [seed],
-               "epochs": epochs, "device": resolve(device), "dtype": dtype, "problem_options": problem_options,
+               "epochs": epochs, "device": device, "dtype": dtype, "problem_options": problem_options,
                "configs": {family: [tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in config.items())]},
                "grids": grids}
+    options["devices"] = placement(options, workers=1).devices   # the command line's decision, one family
     threads = torch.get_num_threads()  # a section's sweep trains on one thread; the caller's setting comes back
     try:
         frames, models = train(options, section=section)

@@ -49,3 +49,26 @@ QUICK_PDE_POINTS = {1: (1000, 2), 2: (1000, 200)}  # (interior, boundary)
 DEFAULT_EPOCHS = 100
 # training precision of every family (--dtype); README "How each family is trained" says why float64
 DEFAULT_DTYPE = "float64"
+
+# --device auto's cost model (utils/device.py): what one epoch of an ensemble costs on each device,
+# to put every family where its part of the sweep finishes soonest. Measured: docs/speed.md.
+# CPU, one worker process, float64, the metrics included: seconds per member and epoch =
+# fixed + per_1000_points * (training points / 1000), at the mean depth 4 (nets scale with depth / 4);
+# from the runs of 2026-12-03 (sections 1.1, 1.2, 1.3 at their defaults), each family's training time
+# per member-epoch, times 1.3 for the metrics.
+CPU_SECONDS = {("mlp", "regression"): (0.0, 0.0038), ("siren", "regression"): (0.0, 0.0061),
+               ("kan", "regression"): (0.0, 0.014), ("kan_pruning", "regression"): (0.0, 0.010),
+               ("mlp", "pinn"): (0.0052, 0.0112), ("siren", "pinn"): (0.0048, 0.0173),
+               ("kan", "pinn"): (0.011, 0.051), ("kan_pruning", "pinn"): (0.018, 0.035)}
+# GPU: seconds per epoch of one ensemble whatever its size (launch-bound), at depth 2 (nets scale with
+# 1 + (depth - 2) / 4). host engine: measured on an H200 (torch 2.11, bench/profile_ensembles.py
+# --device cuda --epochs 5; docs/engine.md). resident engine: ESTIMATED (ticks per epoch from
+# bench/tick_floor.py x 1.5 ms per tick for nets, 2.5 ms for KANs: gpu-design's replayed-graph figures),
+# to be replaced by bench/gpu_engine_check.sh B's measurements.
+GPU_SECONDS = {"host": {("mlp", "regression"): 0.12, ("siren", "regression"): 0.11, ("kan", "regression"): 0.48,
+                        ("kan_pruning", "regression"): 1.08, ("mlp", "pinn"): 0.19, ("siren", "pinn"): 0.14,
+                        ("kan", "pinn"): 0.62, ("kan_pruning", "pinn"): 0.82},
+               "resident": {("mlp", "regression"): 0.05, ("siren", "regression"): 0.05, ("kan", "regression"): 0.09,
+                            ("kan_pruning", "regression"): 0.12, ("mlp", "pinn"): 0.06, ("siren", "pinn"): 0.06,
+                            ("kan", "pinn"): 0.1, ("kan_pruning", "pinn"): 0.13}}
+GPU_START_SECONDS = 5.0   # a GPU process: CUDA context, imports, captures

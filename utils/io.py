@@ -168,6 +168,8 @@ def _check_meta(meta: dict, who: str) -> None:
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise RunError(f"{who}: missing required metadata: {', '.join(missing)}")
+    if isinstance(meta["device"], dict) and not all(isinstance(d, str) for d in meta["device"].values()):
+        raise RunError(f"{who}: device must be a device's name, or one per model type")
 
 
 def _check_run(results: dict, models, meta: dict, who: str) -> None:
@@ -229,7 +231,8 @@ def _write_run(out: Path, section: str, ts: str, results: dict, models, meta: di
             staged.append((_stage(final, lambda f: torch.save(specs, f)), final))
         for model_type, df in results.items():
             df = df.copy()
-            df.attrs = {"section": section, "timestamp": ts, **meta, "model_type": model_type}
+            device = meta["device"][model_type] if isinstance(meta["device"], dict) else meta["device"]
+            df.attrs = {"section": section, "timestamp": ts, **meta, "device": device, "model_type": model_type}
             final = out / f"{section}_{ts}_{model_type}.pkl"
             staged.append((_stage(final, df.to_pickle), final))
         _commit(out, staged)

@@ -8,14 +8,7 @@ import json
 
 import pytest
 from filelock import FileLock
-from scripts import python, section
-
-# the shared runs: section 1.1 with three seeds (figures with bands, tables with spreads), 1.2 and 1.3
-# with one (figures drawn as one seed draws them); 1.3 with 3 epochs to stay fast. One worker: the
-# tests already keep both cores busy, and a worker process costs seconds of imports
-SHARED = {"section1_1": ["--quick", "--seeds", "0", "1", "2", "--workers", "1"],
-          "section1_2": ["--quick", "--workers", "1"],
-          "section1_3": ["--quick", "--epochs", "3", "--workers", "1"]}
+from scripts import SHARED, python, section
 
 
 def once(root, name, make):

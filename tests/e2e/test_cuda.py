@@ -66,3 +66,73 @@ def test_quick_section_on_cuda(tmp_path, script):
     assert meta["device"] == "cuda"
     for df in results.values():
         assert df["dense_mse"].notna().all()
+
+
+# ----------------------------------------------------------------------------- the resident engine (issue 23)
+
+def _mlp_members(device, B=4, n=200):
+    """A small float64 MLP ensemble's objective on ``device``: (net, X0, fun(X) -> (loss, grad))."""
+    net = StackedNet("mlp", 1, 5, 3, "tanh")
+    X = net.init(list(range(B)), dtype=torch.float64).to(device)
+    x = torch.rand(B, n, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).to(device)
+    y = torch.sin(6 * x)
+
+    def fun(Xall):
+        Xr = Xall.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = ((net.forward(Xr, x) - y) ** 2).mean((1, 2))
+            (G,) = torch.autograd.grad(loss.sum(), Xr)
+        return loss.detach(), G
+    return net, X, fun
+
+
+def _resident(X, steps, fun, device, graphs):
+    from utils.engine import ticks
+    from utils.optim.resident import ResidentLBFGS
+    opt = ResidentLBFGS(X.shape[0], X.shape[1], device=device, max_steps=steps, **LBFGS_OPTIONS)
+    ticks.run(opt, fun, X, torch.full((X.shape[0],), steps, dtype=torch.long), device, graphs=graphs)
+    return opt.x.clone()
+
+
+def test_a_resident_tick_never_waits_for_the_host():
+    """Eager ticks under torch's sync debug mode "error": any host read inside a tick (``.item()``,
+    a boolean mask, ``nonzero``) raises. Only the "all done" flag between ticks is read."""
+    from utils.optim.resident import ResidentLBFGS
+    _, X, fun = _mlp_members("cuda")
+    opt = ResidentLBFGS(X.shape[0], X.shape[1], device="cuda", max_steps=3, **LBFGS_OPTIONS)
+    opt.start(X, 3)
+    fun(opt.x)   # lazy initialisations (cuBLAS handles) happen outside the checked ticks
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(10):
+            opt.tick(fun)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert int(opt.ticks) == 10
+
+
+def test_resident_ticks_replayed_as_cuda_graphs_equal_eager_ticks_and_the_cpu(capsys):
+    _, X, fun = _mlp_members("cpu")
+    cpu = _resident(X, 5, fun, "cpu", graphs=False)
+    _, X, fun = _mlp_members("cuda")
+    eager = _resident(X, 5, fun, "cuda", graphs=False)
+    graphs = _resident(X, 5, fun, "cuda", graphs=True)
+    assert "could not be captured" not in capsys.readouterr().err  # the graph path ran, not its fallback
+    assert ((graphs - eager).norm() / eager.norm()).item() < 1e-10
+    assert ((eager.cpu() - cpu).norm() / cpu.norm()).item() < 1e-6   # five steps of chaotic L-BFGS, float64
+
+
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_quick_section_with_the_resident_engine(tmp_path, device):
+    """--engine resident on the GPU, and --device auto's placement (each family where it runs faster),
+    give finite rows for every family, and the run records where each family trained."""
+    proc = subprocess.run([sys.executable, str(ROOT / "section1_1.py"), "--quick", "--device", device,
+                           "--engine", "auto", "--no-progress", "--results-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results, meta = load_run("section1_1", results_dir=tmp_path)
+    assert set(results) == {"mlp", "siren", "kan", "kan_pruning"}
+    for family, df in results.items():
+        assert df["dense_mse"].notna().all()
+        assert df.attrs["device"] in ("cpu", "cuda") if device == "auto" else df.attrs["device"] == "cuda"

@@ -47,3 +47,25 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2 and "cannot reach the Dask scheduler" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_families_on_two_devices_train_at_the_same_time(tasks, serial, monkeypatch):
+    """--device auto's split: the GPU's ensembles in a process of their own beside the CPU workers
+    (on a CPU machine, the KAN ensembles stand in for the GPU's), the same numbers as one process."""
+    from utils.pipeline import sweep
+    pools, pool = [], sweep._pool
+
+    def counted(workers):
+        pools.append(workers)
+        return pool(workers)
+    monkeypatch.setattr(sweep, "gpu_process", lambda ens: ens.family.startswith("kan"))
+    monkeypatch.setattr(sweep, "_pool", counted)
+    split = frames(run_sweep(tasks, workers=2, progress=False))
+    assert sorted(pools) == [1, 2]  # the CPU workers, and the GPU's process
+    for family in serial:
+        pd.testing.assert_frame_equal(serial[family], split[family], check_exact=True)
+    pools.clear()  # one CPU worker: the CPU's ensembles in this process, beside the GPU's
+    one = frames(run_sweep(tasks, workers=1, progress=False))
+    assert pools == [1]
+    for family in serial:
+        pd.testing.assert_frame_equal(serial[family], one[family], check_exact=True)

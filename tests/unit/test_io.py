@@ -548,3 +548,17 @@ def test_models_file_of_the_wrong_structure(tmp_path, content, where):
         load_run("section1_1", ts, results_dir=tmp_path, load_models=True)
     assert _one_line(e).startswith(f"{path}: ") and where in str(e.value)
     assert len(load_run("section1_1", ts, results_dir=tmp_path)[0]) == 4  # the DataFrames still load
+
+
+def test_each_family_keeps_its_own_device(tmp_path):
+    """--device auto may train families on different devices: each DataFrame's attrs name its own;
+    meta joins them."""
+    results = fake_results()
+    ts = save_run(results, "section1_1", epochs=5, device={"mlp": "cpu", "siren": "cpu", "kan": "cuda",
+                                                            "kan_pruning": "cuda"}, results_dir=tmp_path)
+    loaded, meta = load_run("section1_1", ts, results_dir=tmp_path)
+    assert {f: df.attrs["device"] for f, df in loaded.items()} == {"mlp": "cpu", "siren": "cpu", "kan": "cuda",
+                                                                    "kan_pruning": "cuda"}
+    assert meta["device"] == "cpu+cuda"
+    ts = save_run(results, "section1_1", epochs=5, device="cpu", results_dir=tmp_path)
+    assert load_run("section1_1", ts, results_dir=tmp_path)[1]["device"] == "cpu"

@@ -86,7 +86,9 @@ def build_parser(section) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=None,
                    help=f"optimizer steps per model, one full-batch LBFGS step each; KANs spread them over "
                         f"their grid schedule (default {DEFAULT_EPOCHS}, {QUICK_EPOCHS} with --quick)")
-    p.add_argument("--device", choices=list(DEVICES), default="auto", help="auto: cuda if available")
+    p.add_argument("--device", choices=list(DEVICES), default="auto",
+                   help="auto: each family where the sweep finishes soonest, the CPU workers or a GPU (a cost model, "
+                        "printed in the run's header); cpu, cuda: every family there")
     p.add_argument("--dtype", choices=["float64", "float32"], default=DEFAULT_DTYPE,
                    help="training precision of every family (metrics are float64 either way)")
     p.add_argument("--engine", choices=list(ENGINES), default="auto",
@@ -164,10 +166,11 @@ def plan(prog, section, args) -> dict:
         datasets = [d for d in datasets if d[1] in args.datasets]
     elif args.quick:
         datasets = [d for d in datasets if d[1] in section.quick]
+    resolve_device(prog, args.device)  # --device cuda on a machine without CUDA: refused here
     return {"section": section.name, "datasets": list(datasets),
             "families": [f for f in FAMILIES if f in args.models], "seeds": seeds_of(args),
             "epochs": args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS),
-            "device": resolve_device(prog, args.device), "quick": args.quick,
+            "device": args.device, "quick": args.quick,
             "problem_options": section.problem_options(args),
             "settings": {k: getattr(args, k) for k in SETTINGS}, "together": not args.one_by_one,
             "dtype": args.dtype, "engine": args.engine}
@@ -189,9 +192,26 @@ def resumed_plan(prog, section, args, parser) -> tuple[dict, dict]:
     if ignored:
         print(f"{prog}: note: --resume trains with the run's stored options; ignoring {', '.join(ignored)}",
               file=sys.stderr)
-    if options["device"] == "cuda":
+    if "cuda" in (options.get("devices") or {"": options["device"]}).values():
         resolve_device(prog, "cuda")
     return options, done
+
+
+def place_families(prog, args, options) -> list[str]:
+    """Each family's device (``options["devices"]``, a new run's decision); the header's line that
+    says where the families train and why (``--device auto`` with a GPU). ``--device cuda`` is
+    honoured, with a note on stderr where the estimates say the CPUs would be faster."""
+    from utils.pipeline import run
+    machine = args.workers or os.cpu_count() or 1
+    placement = run.placement(options, machine)
+    options["devices"] = placement.devices
+    if args.device == "auto" and placement.cuda:
+        return [f"device auto: {placement.header()}"]
+    if args.device == "cuda" and placement.all_cpu < placement.all_gpu:
+        print(f"{prog}: note: --device cuda: est. {placement.all_gpu:.0f} s on cuda against "
+              f"{placement.all_cpu:.0f} s on {machine} CPU worker{'s' if machine != 1 else ''} "
+              f"(--device auto puts each family where it finishes soonest)", file=sys.stderr)
+    return []
 
 
 def worker_count(prog, args, device, n_units) -> int:
@@ -223,13 +243,16 @@ def main(section_name: str, argv=None):
     check_results_dir(prog, args.results_dir)
     if args.resume:
         options, done = resumed_plan(prog, section, args, parser)
+        notes = []
     else:
         options, done = plan(prog, section, args), {}
+        notes = place_families(prog, args, options)
     from utils.io import RunError
     from utils.pipeline import run
     ensembles = run.ensembles_of(options)
     keys = [run.unit_key(i, e) for i, e in enumerate(ensembles)]
-    workers = worker_count(prog, args, options["device"], len(ensembles) - sum(k in done for k in keys))
+    on_cpu = [k for k, e in zip(keys, ensembles) if e.device == "cpu" and k not in done]
+    workers = worker_count(prog, args, "cpu" if on_cpu else "cuda", len(on_cpu) or 1)
 
     if args.scheduler:  # before anything is written: an unreachable cluster is a mistake in the command
         try:
@@ -244,7 +267,7 @@ def main(section_name: str, argv=None):
     resume_hint = f"resume with: python {prog} --resume {ts}"
     try:
         run.run(options, ts, results_dir=args.results_dir, workers=workers, scheduler=args.scheduler,
-                progress=not args.no_progress, done=done, prog=prog)
+                progress=not args.no_progress, done=done, prog=prog, notes=notes)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # one interrupt is enough: the rest is saving a line
         n = run.saved_units(section.name, ts, args.results_dir)

@@ -10,18 +10,50 @@ from __future__ import annotations
 import time
 
 from utils.analysis.summary import summary_text
+from utils import config
 from utils.config import DEFAULT_DTYPE
+from utils.device import Work, place
 from utils.io import RunError, finish_run, load_partial, save_partial, start_run
 from utils.pipeline.sweep import build_tasks, collect, group, run_sweep
 
 
 def tasks_of(options) -> list:
-    """The run's tasks, in their fixed order (dataset, family, configuration, seed)."""
+    """The run's tasks, in their fixed order (dataset, family, configuration, seed), each on its
+    family's device (``options["devices"]``, decided by ``placement``; older runs: one device)."""
     return build_tasks(options["section"], options["datasets"], options["families"], options["seeds"],
-                       options["epochs"], options["device"], options.get("quick", False),
+                       options["epochs"], options.get("devices") or options["device"], options.get("quick", False),
                        options.get("problem_options", ()), options.get("settings"),
                        options.get("dtype", DEFAULT_DTYPE), options.get("configs"), options.get("grids"),
                        options.get("engine", "auto"))
+
+
+def works(options) -> list:
+    """The run's ensembles as the device cost model sees them (``utils.device.Work``)."""
+    problem = dict(options.get("problem_options", ()))
+    pinn = problem.get("mode") == "pinn"
+    points = (problem.get("n_interior", 0) + problem.get("n_boundary", 0)) if pinn else config.N_TRAIN
+    return [Work(e.family, "pinn" if pinn else "regression", len(e.tasks), e.epochs, points,
+                 dict(e.config).get("depth", 4)) for e in group(build_tasks(
+                     options["section"], options["datasets"], options["families"], options["seeds"], options["epochs"],
+                     "cpu", options.get("quick", False), options.get("problem_options", ()), options.get("settings"),
+                     options.get("dtype", DEFAULT_DTYPE), options.get("configs"), options.get("grids")),
+                     options.get("together", True))]
+
+
+def placement(options, workers: int, cuda=None):
+    """Where each family of the run trains (``utils.device.place`` on the run's ``device``)."""
+    return place(options["device"], works(options), workers, options.get("engine", "auto"), cuda)
+
+
+def devices_label(options) -> str:
+    """"device cpu", or each family's device where they differ."""
+    devices = options.get("devices") or dict.fromkeys(options["families"], options["device"])
+    if len(set(devices.values())) == 1:
+        return f"device {next(iter(devices.values()))}"
+    by = {}
+    for family, device in devices.items():
+        by.setdefault(device, []).append(family)
+    return "devices " + "; ".join(f"{', '.join(fams)} on {device}" for device, fams in by.items())
 
 
 def unit_key(i: int, ensemble) -> str:
@@ -45,11 +77,12 @@ def start(options, results_dir) -> str:
     return start_run(options["section"], results_dir, options)
 
 
-def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, done=None, prog=None):
+def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, done=None, prog=None, notes=()):
     """The checkpointed sweep of the run ``ts`` (``start``ed, or resumed with its finished units
     ``done``): every finished ensemble saved as it finishes, then the complete run written and
     summarized. Interrupts, failed saves and an unreachable scheduler propagate (KeyboardInterrupt,
-    RunError, OSError) with what finished kept for ``--resume ts``.
+    RunError, OSError) with what finished kept for ``--resume ts``. ``notes``: lines printed after
+    the run's header (the device decision).
     """
     section = options["section"]
     prog = prog or f"{section}.py"
@@ -62,8 +95,10 @@ def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, don
     print(f"{section} run {ts}: {len(tasks)} models ({', '.join(options['families'])}) in {len(ensembles)} ensembles"
           f"{f', {len(finished)} already done' if finished else ''}; {len(options['datasets'])} datasets, "
           f"{options['epochs']} epochs, {'seed' if len(seeds) == 1 else 'seeds'} {' '.join(map(str, seeds))}, "
-          f"{dtype}, device {options['device']}, {how}. If interrupted, resume with: python {prog} --resume {ts}",
+          f"{dtype}, {devices_label(options)}, {how}. If interrupted, resume with: python {prog} --resume {ts}",
           flush=True)
+    for note in notes:
+        print(note, flush=True)
     t0 = time.perf_counter()
     results = run_sweep(tasks, workers=workers, scheduler=scheduler, progress=progress,
                         together=options.get("together", True), finished=finished,
@@ -71,7 +106,8 @@ def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, don
     frames, models = collect(results)
     try:  # a run's seeds are its seed column; only a one-seed run names its seed in the metadata
         finish_run(section, ts, frames, models=models, results_dir=results_dir, epochs=options["epochs"],
-                   device=options["device"], dtype=dtype, **({"seed": seeds[0]} if len(seeds) == 1 else {}))
+                   device=options.get("devices") or options["device"], dtype=dtype,
+                   **({"seed": seeds[0]} if len(seeds) == 1 else {}))
     except RunError as e:
         raise RunError(f"could not save the run: {e}") from None
     print(f"\nTrained in {time.perf_counter() - t0:.1f} s.")

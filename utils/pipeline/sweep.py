@@ -73,15 +73,17 @@ def build_tasks(section, datasets, families, seeds, epochs, device, quick=False,
     """``datasets``: (dataset_idx, name) pairs; ``seeds``: a seed or a list of them; ``configs``: per
     family, the configurations to train instead of the family's sweep (``utils.api``: one model);
     ``grids``: the KAN grid schedule instead of the protocol's; ``engine``: the optimizer's
-    (``utils.device.engine_for``: auto is the resident one on a GPU).
+    (``utils.device.engine_for``: auto is the resident one on a GPU); ``device``: one for every
+    family, or {family: device} (``utils.device.place``).
 
     Tasks come in a fixed order: dataset, family, configuration, seed.
     """
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     settings = {**SETTINGS, **(settings or {})}
     grids = tuple(grids or (QUICK_GRIDS if quick else KAN_GRIDS))
-    return [Task(section, fam, idx, name, seed, epochs, device, cfg,
-                 grids if FAMILIES[fam].grid_schedule else (), tuple(options), dtype, engine_for(engine, device))
+    on = device if isinstance(device, dict) else dict.fromkeys(families, device)
+    return [Task(section, fam, idx, name, seed, epochs, on[fam], cfg,
+                 grids if FAMILIES[fam].grid_schedule else (), tuple(options), dtype, engine_for(engine, on[fam]))
             for idx, name in datasets for fam in families
             for cfg in (configs or {}).get(fam, FAMILIES[fam].configs(quick, settings)) for seed in seeds]
 
@@ -153,20 +155,31 @@ def _stop(ex, futures):
 
 
 @contextlib.contextmanager
+def _pool(workers: int):
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch's thread pools and CUDA
+    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+    try:
+        yield ex
+    finally:
+        ex.shutdown(wait=True)
+
+
+@contextlib.contextmanager
 def _executor(workers: int, scheduler: str | None):
     if scheduler:
         from distributed import Client
         with Client(scheduler, timeout="10s") as client:
             yield client.get_executor()
     elif workers > 1:
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch's thread pools and CUDA
-        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
-        try:
+        with _pool(workers) as ex:
             yield ex
-        finally:
-            ex.shutdown(wait=True)
     else:
         yield None
+
+
+def gpu_process(ensemble) -> bool:
+    """Whether an ensemble trains in the sweep's GPU process rather than on the CPU workers."""
+    return ensemble.device == "cuda"
 
 
 def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: bool = True, together=True,
@@ -178,6 +191,10 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
     this process as each ensemble finishes (checkpointing). An interrupt or a failing ``on_result``
     stops the workers at once and propagates; what finished before stays finished. ``section``: a
     Section that is not in the registry (``utils.api``'s own problem), for a sweep run in this process.
+
+    Ensembles on different devices (``--device auto``'s split) train at the same time: those on the
+    GPU one after another in a process of their own, the others on the ``workers`` CPU processes (or
+    in this one).
     """
     ensembles = group(tasks, together)
     finished = dict(finished or {})
@@ -197,13 +214,22 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
     with bar:
         for i, out in finished.items():
             store(i, out, new=False)
-        with _executor(min(workers, max(len(todo), 1)), scheduler) as ex:
-            if ex is None:
-                for i in todo:
+        on_gpu = [i for i in todo if gpu_process(ensembles[i])]
+        split = not scheduler and 0 < len(on_gpu) < len(todo)
+        on_cpu = [i for i in todo if i not in on_gpu] if split else todo
+        with _executor(min(workers, max(len(on_cpu), 1)), scheduler) as ex, \
+                (_pool(1) if split else contextlib.nullcontext()) as gpu:
+            futures = {gpu.submit(run_ensemble, ensembles[i]): i for i in on_gpu} if split else {}
+            if ex is None and not futures:
+                for i in on_cpu:
                     store(i, run_ensemble(ensembles[i], section))
                 return results
-            futures = {ex.submit(run_ensemble, ensembles[i]): i for i in todo}
             try:
+                if ex is None:  # the CPU's ensembles here, while the GPU's train in their own process
+                    for i in on_cpu:
+                        store(i, run_ensemble(ensembles[i], section))
+                else:
+                    futures.update({ex.submit(run_ensemble, ensembles[i]): i for i in on_cpu})
                 for fut in as_completed(futures):
                     store(futures[fut], fut.result())
             except BaseException as e:
@@ -211,7 +237,9 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
                 if main:  # a second Ctrl-C must not break the cleanup, nor the caller's exit after an interrupt
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                 try:
-                    _stop(ex, futures)
+                    for executor in (ex, gpu):
+                        if executor is not None:
+                            _stop(executor, futures)
                 finally:
                     if main and not isinstance(e, KeyboardInterrupt):
                         signal.signal(signal.SIGINT, previous)

@@ -208,11 +208,14 @@ def read(out: Path, section: str, ts: str, run: RunFiles) -> tuple[dict, dict]:
             attrs.setdefault(key, None)
         df.attrs = attrs
         repair(df)
-        run_meta = {k: v for k, v in attrs.items() if k != "model_type"}
+        run_meta = {k: v for k, v in attrs.items() if k not in ("model_type", "device")}
         if meta is None:
             meta = run_meta
         elif run_meta != meta:
             diff = sorted(k for k in set(meta) | set(run_meta) if meta.get(k) != run_meta.get(k))
             raise RunError(f"{path}: metadata disagrees with the other files of the run on {', '.join(diff)}")
         results[model_type] = df
+    # each family's own device (--device auto may split a run); meta's: theirs, joined where they differ
+    devices = sorted({str(df.attrs["device"]) for df in results.values()})
+    meta = {**meta, "device": results[next(iter(results))].attrs["device"] if len(devices) == 1 else "+".join(devices)}
     return results, meta
