@@ -102,8 +102,9 @@ def launches():
 
 
 def first_objectives(section_name):
-    """(family, config, B, fun(Xall), X) for the first ensemble of each family of a section at its
-    defaults, on the GPU, in float64 (the objective a resident tick evaluates)."""
+    """(program, config, B, fun(Xall), X, row_sum) for the first ensemble of each family of a section
+    at its defaults and for its merged nets program (every MLP and SIREN), on the GPU, in float64
+    (the objective a resident tick evaluates)."""
     from utils.engine.kan_stack import StackedKAN
     from utils.engine.nets import StackedNet
     from utils.models.kan import make_kan
@@ -113,6 +114,17 @@ def first_objectives(section_name):
                "problem_options": () if not section.is_pde else (("mode", "pinn"), ("alpha", 0.01),
                                                                   ("n_interior", 10_000 if section.dim == 2 else 1000),
                                                                   ("n_boundary", 800 if section.dim == 2 else 2))}
+    from utils.config import MLP_DEPTHS, SIREN_DEPTHS
+    from utils.engine.merged_nets import MergedNets, grouped_order
+    nets = [(ens.family, dict(ens.config).get("activation", "sine"), dict(ens.config)["depth"], t)
+            for ens in ensembles_of(options) if ens.family in ("mlp", "siren") for t in ens.tasks]
+    nets = [nets[j] for j in grouped_order([n[:3] for n in nets])]
+    problem = StackedProblem([section.make_problem(t) for *_, t in nets])
+    merged = MergedNets([n[:3] for n in nets], problem.n_in, dict(nets[0][3].config)["width"],
+                        max_depth=max(*MLP_DEPTHS, *SIREN_DEPTHS))
+    fun = training.autograd_objective(problem, merged, torch.float64)
+    yield ("nets", "all MLPs and SIRENs", len(nets), lambda Xall: fun(Xall, None),
+           merged.init([t.seed for *_, t in nets], device=CUDA, dtype=torch.float64), merged.own_row_sum(CUDA))
     seen = set()
     for ens in ensembles_of(options):
         if ens.family in seen:
@@ -130,7 +142,7 @@ def first_objectives(section_name):
                              device=CUDA) for s in seeds]
             model, X = StackedKAN.from_pykan(kans)
         fun = training.autograd_objective(problem, model, torch.float64)
-        yield ens.family, config, len(seeds), (lambda Xall, fun=fun: fun(Xall, None)), X
+        yield ens.family, config, len(seeds), (lambda Xall, fun=fun: fun(Xall, None)), X, None
 
 
 class Counting(TorchDispatchMode):
@@ -143,8 +155,8 @@ class Counting(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def fresh(B, X, steps=3):
-    opt = ResidentLBFGS(B, X.shape[1], device=CUDA, max_steps=steps, **LBFGS_OPTIONS)
+def fresh(B, X, row_sum, steps=3):
+    opt = ResidentLBFGS(B, X.shape[1], device=CUDA, max_steps=steps, row_sum=row_sum, **LBFGS_OPTIONS)
     opt.start(X, steps)
     return opt
 
@@ -153,8 +165,8 @@ def ticks():
     print(f"{'section':>10} {'family':>6} {'B':>3} {'aten ops':>8} {'syncs':>5} {'capture':>8} "
           f"{'eager ms':>8} {'graph ms':>8} {'graph = eager':>13} {'replays equal':>13}  config")
     for section in ("section1_1", "section1_3"):
-        for family, config, B, fun, X in first_objectives(section):
-            opt = fresh(B, X)
+        for family, config, B, fun, X, row_sum in first_objectives(section):
+            opt = fresh(B, X, row_sum)
             for _ in range(3):
                 opt.tick(fun)   # lazy initialisations out of the way
             with Counting() as c:
@@ -172,18 +184,18 @@ def ticks():
                 torch.cuda.set_sync_debug_mode("default")
             syncs = sum("synchroniz" in str(w.message) for w in caught) / 5
             k = 20
-            eager_opt = fresh(B, X)
+            eager_opt = fresh(B, X, row_sum)
             eager_s = seconds(lambda: [eager_opt.tick(fun) for _ in range(k)], 1) / k
             runs = []
             for _ in range(2):
-                g_opt = fresh(B, X)
+                g_opt = fresh(B, X, row_sum)
                 graph = ticks_mod._capture(g_opt, fun, k) if debug else None  # WARMUP eager ticks, k captured
                 if graph is None:
                     runs = None
                     break
                 graph_s = seconds(graph.replay, 1) / k
                 runs.append((g_opt.x.clone(), graph_s))
-            ref = fresh(B, X)
+            ref = fresh(B, X, row_sum)
             for _ in range(ticks_mod.WARMUP + k):
                 ref.tick(fun)
             if runs is None:

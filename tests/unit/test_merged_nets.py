@@ -230,3 +230,16 @@ def test_grouped_order_and_runs():
     assert [c[2] for c in net.configs[:5]] == [6, 5, 4, 3, 2]  # stable within a block
     with pytest.raises(ValueError):
         MergedNets([("mlp", "tanh", 4)], 1, 5, max_depth=3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_own_row_sum_is_torchs_sum_of_each_members_own_row(seed):
+    """The optimizer's row sums over merged rows (``own_row_sum``) are torch's sums of the members'
+    own rows, bit for bit, where a plain sum of the merged row is not (the reason it exists)."""
+    configs = draw(seed)
+    net = MergedNets(configs, 1, 5, max_depth=6)
+    t = perturbed(net, list(range(len(configs))), seed) * torch.randn(net.row_size, dtype=torch.float64)
+    sums = net.own_row_sum("cpu")(t)
+    own = torch.stack([net.to_own_row(t[b], b).sum() for b in range(len(configs))])
+    assert torch.equal(sums, own)
+    assert not torch.equal(t.sum(1), own)

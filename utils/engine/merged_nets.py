@@ -128,6 +128,33 @@ class MergedNets:
         X = torch.stack([self.from_own_row(self.net(b).init([s], dtype=dtype)[0], b) for b, s in enumerate(seeds)])
         return X.to(device)
 
+    def own_row_sum(self, device):
+        """``t (B, row_size) -> (B,)``: each member's sum over its own StackedNet row (its columns in its
+        own order, that row's zero padding included), the sum torch takes of that row.
+
+        Why: torch's ``sum`` associates by position, so the same numbers laid out in the merged row
+        round otherwise; the optimizer's two row sums (|g|_1, the line search's slope) taken this way
+        let a merged member take its own ensemble's steps bit for bit (``ResidentLBFGS(row_sum=...)``).
+        One gather and one sum per depth; fixed shapes, nothing read on the host.
+        """
+        by_depth = {}
+        for b, (_, _, d) in enumerate(self.configs):
+            by_depth.setdefault(d, []).append(b)
+        plans = []
+        for rows in by_depth.values():
+            net = self.net(rows[0])
+            index = torch.zeros(net.row_size, dtype=torch.long)
+            index[:net.n_params] = self._cols[rows[0]]
+            plans.append((torch.tensor(rows, device=device), index.to(device),
+                          (torch.arange(net.row_size) < net.n_params).to(device)))
+
+        def row_sum(t):
+            out = t.new_empty(t.shape[0])
+            for rows, index, own in plans:
+                out[rows] = torch.where(own, t[rows][:, index], 0.0).sum(1)
+            return out
+        return row_sum
+
     def count_params(self, X=None) -> list[int]:
         """Each member's own parameter count (the ones it uses)."""
         return [self.net(b).n_params for b in range(len(self.configs))]

@@ -86,7 +86,7 @@ def autograd_objective(problem, model, dtype, extra=None):
 
 
 def run_stage(problem, model, X, steps, log: Members, members, ids, make_objective, dtype, device,
-              before_step=None, params=None, engine="host", barrier=None, **columns):
+              before_step=None, params=None, engine="host", barrier=None, row_sum=None, **columns):
     """``steps`` optimizer steps of the listed members (indices into this stage's rows of X; ``ids`` maps
     them to the ensemble's members). Returns (X, members still training).
 
@@ -95,11 +95,12 @@ def run_stage(problem, model, X, steps, log: Members, members, ids, make_objecti
     and X (grid updates) and returns X (a new tensor if it changed anything); the optimizer's
     curvature history carries over, as in pykan's fit(). ``barrier(step)`` says at which steps
     ``before_step`` changes anything (the resident engine's members only wait for each other there).
-    ``engine``: "host" (``BatchedLBFGS``) or "resident" (``run_stage_resident``).
+    ``engine``: "host" (``BatchedLBFGS``) or "resident" (``run_stage_resident``, with the optimizer's
+    ``row_sum``).
     """
     if engine == "resident":
         return run_stage_resident(problem, model, X, steps, log, members, ids, make_objective, dtype, device,
-                                  before_step, params, barrier, **columns)
+                                  before_step, params, barrier, row_sum, **columns)
     opt = BatchedLBFGS(X.shape[0], X.shape[1], device=device, **LBFGS_OPTIONS)
     X = X.to(torch.float64)
     counts = params or (lambda members: [model.count_params()] * len(members))
@@ -137,7 +138,7 @@ def _segments(steps, barrier):
 
 
 def run_stage_resident(problem, model, X, steps, log: Members, members, ids, make_objective, dtype, device,
-                       before_step=None, params=None, barrier=None, **columns):
+                       before_step=None, params=None, barrier=None, row_sum=None, **columns):
     """``run_stage`` with the device-resident optimizer (``utils.optim.resident``): the same steps, the
     same rows, computed as a GPU wants them.
 
@@ -153,7 +154,7 @@ def run_stage_resident(problem, model, X, steps, log: Members, members, ids, mak
     from utils.engine import ticks
     from utils.optim.resident import ResidentLBFGS
     B = X.shape[0]
-    opt = ResidentLBFGS(B, X.shape[1], device=device, max_steps=max(1, steps), **LBFGS_OPTIONS)
+    opt = ResidentLBFGS(B, X.shape[1], device=device, max_steps=max(1, steps), row_sum=row_sum, **LBFGS_OPTIONS)
     X = X.to(torch.float64)
     counts = params or (lambda members: [model.count_params()] * len(members))
     for first, end in _segments(steps, barrier):
@@ -210,6 +211,52 @@ def train_nets(ens, problems, base_rows, config):
     X, _ = run_stage(problem, net, X, ens.epochs, log, members, members, lambda: objective, dtype, device,
                      engine=ens.engine)
     return log.rows, [[({}, model_spec(net.module(X[b].to(dtype).cpu())))] for b in members]
+
+
+def merge_key(ens):
+    """Ensembles with one key train as one ``train_merged_nets`` program (None: on their own).
+
+    Only the resident engine on a GPU merges: there one launch sequence for a section's 180 net
+    members beats 20 ensembles one after another, while on a CPU the merged layout costs 2-3x
+    (``utils.engine.merged_nets``), so the CPU trains one StackedNet per configuration."""
+    if FAMILIES[ens.family].trainer != "train_nets" or ens.engine != "resident" or ens.device not in MERGED_DEVICES:
+        return None
+    return ens.section, ens.epochs, ens.device, ens.dtype, ens.options, dict(ens.config)["width"]
+
+
+MERGED_DEVICES = ("cuda",)   # where merge_key merges (a test adds "cpu")
+
+
+def train_merged_nets(ensembles, problems, base_rows):
+    """MLP and SIREN ensembles of one ``merge_key`` as one program: every member a row of one
+    ``MergedNets`` (layout depth: the deepest net a sweep has, so a member's numbers never depend on
+    which configurations it trains with), rows grouped by activation. Returns each ensemble's
+    (rows, snapshots) as ``train_nets`` does. ``wall_time``: each member's own ticks (its program's
+    time per tick x the ticks its steps took), as for every resident ensemble."""
+    from utils.config import MLP_DEPTHS, SIREN_DEPTHS
+    from utils.engine.merged_nets import MergedNets, grouped_order
+    first = ensembles[0]
+    device, dtype = first.device, getattr(torch, first.dtype)
+    # member (i, k): task k of ensemble i; its rows sit grouped by activation
+    slots = [(i, k) for i, e in enumerate(ensembles) for k in range(len(e.tasks))]
+    configs = [(ensembles[i].family, dict(ensembles[i].config).get("activation", FAMILIES[ensembles[i].family].activation),
+                dict(ensembles[i].config)["depth"]) for i, _ in slots]
+    order = grouped_order(configs)
+    slots, configs = [slots[j] for j in order], [configs[j] for j in order]
+    problem = StackedProblem([problems[i][k] for i, k in slots])
+    net = MergedNets(configs, problem.n_in, dict(first.config)["width"], max_depth=max(*MLP_DEPTHS, *SIREN_DEPTHS))
+    X = net.init([ensembles[i].tasks[k].seed for i, k in slots], device=device, dtype=dtype)
+    log = Members([base_rows[i][k] for i, k in slots])
+    rows = list(range(len(slots)))
+    counts = net.count_params()
+    objective = autograd_objective(problem, net, dtype)
+    X, _ = run_stage(problem, net, X, first.epochs, log, rows, rows, lambda: objective, dtype, device,
+                     params=lambda ms: [counts[b] for b in ms], engine="resident", row_sum=net.own_row_sum(device))
+    out = [([None] * len(e.tasks), [None] * len(e.tasks)) for e in ensembles]
+    for j, (i, k) in enumerate(slots):
+        out[i][0][k] = log.rows[j]
+        out[i][1][k] = [({}, model_spec(net.module(X[j].to(dtype).cpu(), j)))]
+    return out
 
 
 # ----------------------------------------------------------------------------- KANs

@@ -103,7 +103,7 @@ class ResidentLBFGS:
 
     def __init__(self, n_members, n_params, device="cpu", lr=1.0, max_iter=20, max_eval=None,
                  tolerance_grad=1e-7, tolerance_change=1e-9, tolerance_ys=1e-32, history_size=100, max_ls=25,
-                 max_steps=1):
+                 max_steps=1, row_sum=None):
         if max_iter < 1 or max_ls < 0:
             raise ValueError("max_iter >= 1 and max_ls >= 0")
         self.lr, self.max_iter, self.max_ls, self.max_steps = lr, max_iter, max_ls, max_steps
@@ -153,6 +153,9 @@ class ResidentLBFGS:
         self._pow_base = torch.zeros(B, 2, **f64)
         self._two, self._half = torch.full((B,), 2.0, **f64), torch.full((B,), 0.5, **f64)
         self.fun = None
+        # each row's sum (|g|_1 and the trial's slope g.d): torch's, unless the rows hold members laid
+        # out otherwise than their own ensembles' (utils.engine.merged_nets.MergedNets.own_row_sum)
+        self.row_sum = row_sum or (lambda t: t.sum(1))
 
     # ------------------------------------------------------------------ host side
 
@@ -238,8 +241,8 @@ class ResidentLBFGS:
         F, G = fun(X)
         F, G = F.to(torch.float64), G.to(torch.float64)
         gmax = G.abs().amax(1)
-        stats = torch.stack([F, G.abs().sum(1), gmax], 1)
-        gtd_new = (G * self.d).sum(1)
+        stats = torch.stack([F, self.row_sum(G.abs()), gmax], 1)
+        gtd_new = self.row_sum(G * self.d)
         self.n_evals.add_(self.live)
         self.ticks.add_(1)
 

@@ -106,6 +106,38 @@ def run_ensemble(ens: Ensemble, section=None) -> list[dict]:
 
     ``section``: the Section its problems come from (default: the registry's entry of that name).
     """
+    problems, base_rows = _prepare(ens, section)
+    rows, snapshots = getattr(training, FAMILIES[ens.family].trainer)(ens, problems, base_rows, dict(ens.config))
+    return _results(ens, rows, snapshots)
+
+
+def run_program(ensembles, section=None) -> list[list[dict]]:
+    """Train ensembles that form one program (``programs``): each one's ``run_ensemble`` results."""
+    if len(ensembles) == 1:
+        return [run_ensemble(ensembles[0], section)]
+    prepared = [_prepare(e, section) for e in ensembles]
+    out = training.train_merged_nets(ensembles, [p for p, _ in prepared], [r for _, r in prepared])
+    return [_results(e, rows, snaps) for e, (rows, snaps) in zip(ensembles, out)]
+
+
+def programs(ensembles, indices) -> list[list[int]]:
+    """The listed ensembles as programs: those with one ``training.merge_key`` together (the GPU's
+    MLPs and SIRENs), every other one on its own; in the order of their first member."""
+    out, merged = [], {}
+    for i in indices:
+        key = training.merge_key(ensembles[i])
+        if key is None:
+            out.append([i])
+        elif key in merged:
+            merged[key].append(i)
+        else:
+            merged[key] = [i]
+            out.append(merged[key])
+    return out
+
+
+def _prepare(ens, section):
+    """An ensemble's problems and the columns its rows start with, in a process seeded by its first task."""
     section = section or SECTIONS[ens.section]
     if ens.device == "cpu":
         torch.set_num_threads(1)
@@ -115,12 +147,15 @@ def run_ensemble(ens: Ensemble, section=None) -> list[dict]:
     np.random.seed(seed % 2 ** 32)
     random.seed(seed)
     problems = [section.make_problem(t) for t in ens.tasks]
-    config = dict(ens.config)
     mode = dict(ens.options).get("mode")
-    shown = {k: str(list(v)) if isinstance(v, tuple) else v for k, v in config.items()}  # a KAN's width list
+    shown = {k: str(list(v)) if isinstance(v, tuple) else v for k, v in dict(ens.config).items()}  # a KAN's width list
     base_rows = [{"dataset_idx": t.dataset_idx, "dataset_name": t.dataset_name, "seed": t.seed,
                   **({"mode": mode} if mode else {}), **shown} for t in ens.tasks]
-    rows, snapshots = getattr(training, FAMILIES[ens.family].trainer)(ens, problems, base_rows, config)
+    return problems, base_rows
+
+
+def _results(ens, rows, snapshots):
+    config = dict(ens.config)
     return [{"family": t.family, "dataset_name": t.dataset_name, "rows": r,
              "models": {model_key(t.family, {**config, **fields, "seed": t.seed}): {"__model__": spec}
                         for fields, spec in snaps}}
@@ -200,7 +235,8 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
     finished = dict(finished or {})
     position = {t: i for i, t in enumerate(tasks)}
     results = [None] * len(tasks)
-    todo = sorted((i for i in range(len(ensembles)) if i not in finished), key=lambda i: -ensembles[i].cost())
+    todo = programs(ensembles, [i for i in range(len(ensembles)) if i not in finished])
+    todo.sort(key=lambda p: -sum(ensembles[i].cost() for i in p))
     bar = tqdm(total=len(tasks), desc="sweep", unit="model", disable=not progress, dynamic_ncols=True)
 
     def store(i, out, new=True):
@@ -210,28 +246,35 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
             results[position[t]] = r
         bar.update(len(ensembles[i].tasks))
 
+    def store_program(p, outs):
+        for i, out in zip(p, outs):
+            store(i, out)
+
+    def run(p):
+        return run_program([ensembles[i] for i in p], section)
+
     previous = signal.getsignal(signal.SIGINT)
     with bar:
         for i, out in finished.items():
             store(i, out, new=False)
-        on_gpu = [i for i in todo if gpu_process(ensembles[i])]
+        on_gpu = [p for p in todo if gpu_process(ensembles[p[0]])]
         split = not scheduler and 0 < len(on_gpu) < len(todo)
-        on_cpu = [i for i in todo if i not in on_gpu] if split else todo
+        on_cpu = [p for p in todo if p not in on_gpu] if split else todo
         with _executor(min(workers, max(len(on_cpu), 1)), scheduler) as ex, \
                 (_pool(1) if split else contextlib.nullcontext()) as gpu:
-            futures = {gpu.submit(run_ensemble, ensembles[i]): i for i in on_gpu} if split else {}
+            futures = {gpu.submit(run_program, [ensembles[i] for i in p]): p for p in on_gpu} if split else {}
             if ex is None and not futures:
-                for i in on_cpu:
-                    store(i, run_ensemble(ensembles[i], section))
+                for p in on_cpu:
+                    store_program(p, run(p))
                 return results
             try:
                 if ex is None:  # the CPU's ensembles here, while the GPU's train in their own process
-                    for i in on_cpu:
-                        store(i, run_ensemble(ensembles[i], section))
+                    for p in on_cpu:
+                        store_program(p, run(p))
                 else:
-                    futures.update({ex.submit(run_ensemble, ensembles[i]): i for i in on_cpu})
+                    futures.update({ex.submit(run_program, [ensembles[i] for i in p]): p for p in on_cpu})
                 for fut in as_completed(futures):
-                    store(futures[fut], fut.result())
+                    store_program(futures[fut], fut.result())
             except BaseException as e:
                 main = threading.current_thread() is threading.main_thread()
                 if main:  # a second Ctrl-C must not break the cleanup, nor the caller's exit after an interrupt
