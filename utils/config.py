@@ -60,15 +60,16 @@ CPU_SECONDS = {("mlp", "regression"): (0.0, 0.0038), ("siren", "regression"): (0
                ("kan", "regression"): (0.0, 0.014), ("kan_pruning", "regression"): (0.0, 0.010),
                ("mlp", "pinn"): (0.0052, 0.0112), ("siren", "pinn"): (0.0048, 0.0173),
                ("kan", "pinn"): (0.011, 0.051), ("kan_pruning", "pinn"): (0.018, 0.035)}
-# GPU: seconds per epoch of one ensemble whatever its size (launch-bound), at depth 2 (nets scale with
-# 1 + (depth - 2) / 4). host engine: measured on an H200 (torch 2.11, bench/profile_ensembles.py
-# --device cuda --epochs 5; docs/engine.md). resident engine: ESTIMATED (ticks per epoch from
-# bench/tick_floor.py x 1.5 ms per tick for nets, 2.5 ms for KANs: gpu-design's replayed-graph figures),
-# to be replaced by bench/gpu_engine_check.sh B's measurements.
+# GPU: seconds per epoch of one program whatever its size (launch-bound). host engine: a program is an
+# ensemble (nets at depth 2, scaling with 1 + (depth - 2) / 4); measured on an H200 (torch 2.11,
+# bench/profile_ensembles.py --device cuda --epochs 5; docs/engine.md). resident engine: a section's
+# MLPs and SIRENs are one program ("nets", utils.engine.training.merge_key), each KAN ensemble one;
+# ESTIMATED (ticks per epoch from bench/tick_floor.py, ~24, x aten ops per tick, 1100-1200, x ~2 us per
+# replayed node, plus metrics and grid updates), to be replaced by bench/gpu_engine_check.sh B's figures.
 GPU_SECONDS = {"host": {("mlp", "regression"): 0.12, ("siren", "regression"): 0.11, ("kan", "regression"): 0.48,
                         ("kan_pruning", "regression"): 1.08, ("mlp", "pinn"): 0.19, ("siren", "pinn"): 0.14,
                         ("kan", "pinn"): 0.62, ("kan_pruning", "pinn"): 0.82},
-               "resident": {("mlp", "regression"): 0.05, ("siren", "regression"): 0.05, ("kan", "regression"): 0.09,
-                            ("kan_pruning", "regression"): 0.12, ("mlp", "pinn"): 0.06, ("siren", "pinn"): 0.06,
+               "resident": {("nets", "regression"): 0.08, ("kan", "regression"): 0.09,
+                            ("kan_pruning", "regression"): 0.12, ("nets", "pinn"): 0.10,
                             ("kan", "pinn"): 0.1, ("kan_pruning", "pinn"): 0.13}}
 GPU_START_SECONDS = 5.0   # a GPU process: CUDA context, imports, captures

@@ -61,6 +61,9 @@ def synchronize(device) -> None:
 
 # ----------------------------------------------------------------------------- --device auto
 
+NETS = ("mlp", "siren")   # the families the resident engine trains as one program on a GPU
+
+
 @dataclass(frozen=True)
 class Work:
     """One ensemble, as the cost model sees it."""
@@ -75,15 +78,22 @@ class Work:
 def cpu_seconds(w: Work) -> float:
     """Estimated seconds of one ensemble in one CPU worker process (utils.config.CPU_SECONDS)."""
     fixed, per_1000 = config.CPU_SECONDS[(w.family, w.kind)]
-    depth = w.depth / 4 if w.family in ("mlp", "siren") else 1.0
+    depth = w.depth / 4 if w.family in NETS else 1.0
     return w.members * w.epochs * (fixed + per_1000 * w.points / 1000) * depth
 
 
-def gpu_seconds(w: Work, engine: str) -> float:
-    """Estimated seconds of one ensemble on the GPU (utils.config.GPU_SECONDS): launch-bound, so
-    whatever its size."""
-    depth = 1 + (w.depth - 2) / 4 if w.family in ("mlp", "siren") else 1.0
-    return w.epochs * config.GPU_SECONDS[engine][(w.family, w.kind)] * depth
+def gpu_seconds(works: list, engine: str) -> float:
+    """Estimated seconds of these ensembles in the GPU process (utils.config.GPU_SECONDS): launch-bound,
+    so per program whatever its size; the resident engine trains all MLPs and SIRENs as one program."""
+    nets = [w for w in works if w.family in NETS]
+    total = 0.0
+    if engine == "resident" and nets:
+        total += max(w.epochs for w in nets) * config.GPU_SECONDS[engine][("nets", nets[0].kind)]
+        works = [w for w in works if w.family not in NETS]
+    for w in works:
+        depth = 1 + (w.depth - 2) / 4 if w.family in NETS else 1.0
+        total += w.epochs * config.GPU_SECONDS[engine][(w.family, w.kind)] * depth
+    return total
 
 
 def cpu_makespan(seconds: list, workers: int) -> float:
@@ -130,12 +140,12 @@ def place(requested: str, works: list, workers: int, engine: str = "auto", cuda:
     families = list(dict.fromkeys(w.family for w in works))
     gpu_engine = engine_for(engine, "cuda")
     cpu_of = {f: [cpu_seconds(w) for w in works if w.family == f] for f in families}
-    gpu_of = {f: sum(gpu_seconds(w, gpu_engine) for w in works if w.family == f) for f in families}
 
     def split(on_gpu):
         n_cpu = max(1, workers - 1) if on_gpu else workers
         cpu = cpu_makespan([s for f in families if f not in on_gpu for s in cpu_of[f]], n_cpu)
-        gpu = (config.GPU_START_SECONDS + sum(gpu_of[f] for f in on_gpu)) if on_gpu else 0.0
+        gpu = config.GPU_START_SECONDS + gpu_seconds([w for w in works if w.family in on_gpu], gpu_engine) \
+            if on_gpu else 0.0
         return cpu, gpu, n_cpu
 
     all_cpu = split(())[0]

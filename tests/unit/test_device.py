@@ -29,7 +29,12 @@ def test_estimates_follow_the_constants():
     w = Work("kan", "pinn", 4, 100, 10_800)
     fixed, per_1000 = config.CPU_SECONDS[("kan", "pinn")]
     assert cpu_seconds(w) == pytest.approx(4 * 100 * (fixed + per_1000 * 10.8))
-    assert gpu_seconds(w, "host") == pytest.approx(100 * config.GPU_SECONDS["host"][("kan", "pinn")])
+    assert gpu_seconds([w], "host") == pytest.approx(100 * config.GPU_SECONDS["host"][("kan", "pinn")])
+    # the resident engine's nets are one program: its cost does not grow with the configurations
+    nets = section_like("pinn", 4, 10_800)[:20]
+    assert gpu_seconds(nets, "resident") == gpu_seconds(nets[:1], "resident") == pytest.approx(
+        100 * config.GPU_SECONDS["resident"][("nets", "pinn")])
+    assert gpu_seconds(nets, "host") > 19 * gpu_seconds(nets[:1], "host")
     deep = Work("mlp", "regression", 9, 100, 1000, 6)
     assert cpu_seconds(deep) == pytest.approx(1.5 * cpu_seconds(Work("mlp", "regression", 9, 100, 1000, 4)))
     assert cpu_makespan([4, 3, 3, 2], 2) == 6 and cpu_makespan([10, 1, 1], 4) == 10 and cpu_makespan([], 3) == 0
