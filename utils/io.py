@@ -33,7 +33,7 @@ import pandas as pd
 
 from utils.config import DEFAULT_RESULTS_DIR
 from utils.storage import layouts
-from utils.storage.layouts import ESSENTIAL_KEYS, MODEL_TYPES, RunError
+from utils.storage.layouts import ESSENTIAL_KEYS, MODEL_TYPES, PER_FAMILY_KEYS, RunError
 
 # ESSENTIAL_KEYS: what df.attrs holds, and nothing else; MODEL_TYPES: the DataFrames a run stores.
 REQUIRED_META = ("epochs", "device")
@@ -168,8 +168,9 @@ def _check_meta(meta: dict, who: str) -> None:
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise RunError(f"{who}: missing required metadata: {', '.join(missing)}")
-    if isinstance(meta["device"], dict) and not all(isinstance(d, str) for d in meta["device"].values()):
-        raise RunError(f"{who}: device must be a device's name, or one per model type")
+    for key in PER_FAMILY_KEYS:
+        if isinstance(meta.get(key), dict) and not all(isinstance(d, str) for d in meta[key].values()):
+            raise RunError(f"{who}: {key} must be a name, or one per model type")
 
 
 def _check_run(results: dict, models, meta: dict, who: str) -> None:
@@ -231,8 +232,8 @@ def _write_run(out: Path, section: str, ts: str, results: dict, models, meta: di
             staged.append((_stage(final, lambda f: torch.save(specs, f)), final))
         for model_type, df in results.items():
             df = df.copy()
-            device = meta["device"][model_type] if isinstance(meta["device"], dict) else meta["device"]
-            df.attrs = {"section": section, "timestamp": ts, **meta, "device": device, "model_type": model_type}
+            own = {k: meta[k][model_type] if isinstance(meta[k], dict) else meta[k] for k in PER_FAMILY_KEYS if k in meta}
+            df.attrs = {"section": section, "timestamp": ts, **meta, **own, "model_type": model_type}
             final = out / f"{section}_{ts}_{model_type}.pkl"
             staged.append((_stage(final, df.to_pickle), final))
         _commit(out, staged)
@@ -246,7 +247,8 @@ def save_run(results: dict, section: str, models=None, results_dir=None, **meta)
     """Save one run; return its timestamp.
 
     ``results`` maps model type (mlp, siren, kan, kan_pruning) to its DataFrame. ``meta`` is the
-    essential metadata (epochs, device, and seed and dtype when known). Every file is written to a temporary
+    essential metadata (epochs, device, and seed, dtype and engine when known; device and engine
+    may be one per model type). Every file is written to a temporary
     name first and renamed only when all are written, so a crash leaves no partial run behind; a
     failed write (full disk, permissions) raises a one-line RunError naming the file.
     """

@@ -7,7 +7,7 @@ Time per epoch is the difference of consecutive cumulative ``wall_time`` values 
 from utils.analysis.stats import efficiency
 from visualization.style import NAMES, families
 from visualization.table_writers import write
-from visualization.tables import caption
+from visualization.tables import caption, wall_time_note
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "wall_time", "num_params"}
 HEADERS = ["family", "time per epoch, mean (s)", "std (s)", "parameters", "configurations", "seeds",
@@ -25,4 +25,4 @@ def draw(section, results, models, out_dir):
             "wall times, over every epoch of every run, all datasets and seeds), parameters at the end of each "
             "configuration (pruned KAN: pruned stages), configurations (KAN: grid stages)")
     return write(out_dir, "efficiency", t.assign(family=t["family"].map(NAMES)), shown, HEADERS,
-                 caption(section, results, what, spread=False))
+                 caption(section, results, what, spread=False) + wall_time_note(results))

@@ -51,6 +51,29 @@ def caption(section, results, what, spread=True):
     return f"{section}: {what}. {selection_rule(frames)}{seeds}{pde}{trained}"
 
 
+def wall_time_note(results) -> str:
+    """What a row's ``wall_time`` measures, by the engines that trained the run (attrs ``engine``;
+    older runs: the host engine's)."""
+    engines = {results[f].attrs.get("engine") or "host" for f in families(results)}
+    notes = []
+    if "host" in engines:
+        notes.append("a model trained in an ensemble (its family and configuration, all datasets and seeds) is "
+                     "charged its ensemble's time per step")
+    if "resident" in engines:
+        notes.append("under the GPU's resident engine, the ticks the model's own steps took times its "
+                     "program's time per tick")
+    return f" Wall time: training only, metrics excluded; {'; '.join(notes)} ({engine_label(results)})."
+
+
+def engine_label(results) -> str:
+    by = {}
+    for f in families(results):
+        attrs = results[f].attrs
+        by.setdefault(f"{attrs.get('engine') or 'host'} engine on {attrs.get('device') or 'an unrecorded device'}",
+                      []).append(NAMES[f])
+    return "; ".join(f"{', '.join(fams)}: {how}" for how, fams in by.items())
+
+
 def draw(section, results, models, out_dir):
     data, shown, headers = table(results)
     return write(out_dir, "best_per_dataset", data, shown, headers,

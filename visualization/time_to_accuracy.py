@@ -7,7 +7,7 @@ import math
 from utils.analysis.stats import THRESHOLDS, time_to_accuracy
 from visualization.style import NAMES, families
 from visualization.table_writers import write
-from visualization.tables import caption
+from visualization.tables import caption, wall_time_note
 
 REQUIRED_COLUMNS = {"dataset_idx", "dataset_name", "epoch", "dense_mse", "wall_time"}
 NOT_REACHED = "not reached"
@@ -37,4 +37,4 @@ def draw(section, results, models, out_dir):
             "configuration took to first reach each dense MSE (KAN: up to the end of its selected grid stage; "
             "pruned KAN: with its pruned network, counted from the start of training); not reached: by half "
             "of the seeds or fewer")
-    return write(out_dir, "time_to_accuracy", t, shown, headers, caption(section, results, what))
+    return write(out_dir, "time_to_accuracy", t, shown, headers, caption(section, results, what) + wall_time_note(results))

@@ -69,6 +69,22 @@ def test_entry_point_writes_every_figure_and_table(drawn, section):
         assert "Selection: per dataset and family" in (out / f"{name}.md").read_text()  # the rule in every caption
 
 
+def test_wall_time_captions_say_what_the_engine_measured(runs):
+    """The efficiency and time-to-accuracy captions say what ``wall_time`` is, by the engine and
+    device each family trained with (attrs; an older run without them: the host engine's)."""
+    from utils import load_run
+    from visualization.tables import wall_time_note
+    results, _ = load_run("section1_1", results_dir=runs("section1_1"))
+    note = wall_time_note(results)
+    assert "charged its ensemble's time per step" in note and "resident" not in note
+    assert note.endswith("(MLP, SIREN, KAN, pruned KAN: host engine on cpu).")
+    for f in ("kan", "kan_pruning"):
+        results[f].attrs.update(engine="resident", device="cuda")
+    note = wall_time_note(results)
+    assert "ticks the model's own steps took" in note and "charged its ensemble's time" in note
+    assert note.endswith("(MLP, SIREN: host engine on cpu; KAN, pruned KAN: resident engine on cuda).")
+
+
 def test_missing_family_is_drawn_with_a_note(runs, tmp_path, monkeypatch):
     """A run of MLPs and SIRENs only (the shared run's, saved again without its KANs)."""
     from utils import load_run, save_run

@@ -44,9 +44,9 @@ def test_round_trip_data_and_attrs_exact(tmp_path):
     for m, df in results.items():  # frames without a seed column are one seed, the attrs' (repaired on load)
         pd.testing.assert_frame_equal(loaded[m], df.assign(seed=7))
         assert loaded[m].attrs == {"section": "section1_1", "timestamp": ts, "epochs": 100,
-                                   "device": "cpu", "seed": 7, "dtype": None, "model_type": m}
+                                   "device": "cpu", "seed": 7, "dtype": None, "engine": None, "model_type": m}
     assert meta == {"section": "section1_1", "timestamp": ts, "epochs": 100, "device": "cpu", "seed": 7,
-                    "dtype": None}
+                    "dtype": None, "engine": None}
     assert results["mlp"].attrs == {}  # the caller's frames are not modified
 
 
@@ -550,15 +550,21 @@ def test_models_file_of_the_wrong_structure(tmp_path, content, where):
     assert len(load_run("section1_1", ts, results_dir=tmp_path)[0]) == 4  # the DataFrames still load
 
 
-def test_each_family_keeps_its_own_device(tmp_path):
-    """--device auto may train families on different devices: each DataFrame's attrs name its own;
-    meta joins them."""
+def test_each_family_keeps_its_own_device_and_engine(tmp_path):
+    """--device auto may train families on different devices, with different engines: each
+    DataFrame's attrs name its own; meta joins them."""
     results = fake_results()
     ts = save_run(results, "section1_1", epochs=5, device={"mlp": "cpu", "siren": "cpu", "kan": "cuda",
-                                                            "kan_pruning": "cuda"}, results_dir=tmp_path)
+                                                            "kan_pruning": "cuda"},
+                  engine={"mlp": "host", "siren": "host", "kan": "resident", "kan_pruning": "resident"},
+                  results_dir=tmp_path)
     loaded, meta = load_run("section1_1", ts, results_dir=tmp_path)
     assert {f: df.attrs["device"] for f, df in loaded.items()} == {"mlp": "cpu", "siren": "cpu", "kan": "cuda",
                                                                     "kan_pruning": "cuda"}
-    assert meta["device"] == "cpu+cuda"
+    assert {f: df.attrs["engine"] for f, df in loaded.items()} == {"mlp": "host", "siren": "host",
+                                                                    "kan": "resident", "kan_pruning": "resident"}
+    assert meta["device"] == "cpu+cuda" and meta["engine"] == "host+resident"
+    with pytest.raises(RunError, match="engine must be a name, or one per model type"):
+        save_run(results, "section1_1", epochs=5, device="cpu", engine={"mlp": 1}, results_dir=tmp_path)
     ts = save_run(results, "section1_1", epochs=5, device="cpu", results_dir=tmp_path)
     assert load_run("section1_1", ts, results_dir=tmp_path)[1]["device"] == "cpu"

@@ -19,7 +19,7 @@ from visualization.__main__ import main as visualize
 
 ROOT = Path(__file__).resolve().parents[2]
 TS, TS2 = "20251024_143052", "20251025_090000"
-ESSENTIAL = {"section", "timestamp", "epochs", "device", "seed", "dtype"}
+ESSENTIAL = {"section", "timestamp", "epochs", "device", "seed", "dtype", "engine"}
 
 
 def write_frames(folder, frames, name="{m}", attrs=None, section="section1_1", ts=TS):
@@ -45,7 +45,7 @@ def test_checkpoint_metadata_sidecar_is_ignored_with_a_note(tmp_path, capsys):
     results, meta = load_run("section1_1", results_dir=tmp_path)
     assert list(results) == ["mlp", "siren", "kan", "kan_pruning"]
     assert meta == {"section": "section1_1", "timestamp": TS, "epochs": 100, "device": "cuda", "seed": None,
-                    "dtype": None, "kan_threshold_time": 3.5}
+                    "dtype": None, "engine": None, "kan_threshold_time": 3.5}
     assert results["kan"].attrs["model_type"] == "kan" and results["kan"].attrs["seed"] is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ignoring 2 files" in err
@@ -84,7 +84,7 @@ def test_single_file_run(tmp_path, capsys):
     assert list_runs("section1_1", results_dir=tmp_path) == [TS]
     results, meta = load_run("section1_1", results_dir=tmp_path)
     assert meta == {"section": "section1_1", "timestamp": TS, "epochs": 50, "device": "cpu", "seed": None,
-                    "dtype": None}
+                    "dtype": None, "engine": None}
     assert list(results) == ["mlp", "siren", "kan", "kan_pruning"]
     assert results["siren"].attrs == {**meta, "model_type": "siren"}
     pd.testing.assert_frame_equal(results["mlp"], frames["mlp"].assign(seed=0))  # repaired on load: one seed

@@ -107,6 +107,7 @@ def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, don
     try:  # a run's seeds are its seed column; only a one-seed run names its seed in the metadata
         finish_run(section, ts, frames, models=models, results_dir=results_dir, epochs=options["epochs"],
                    device=options.get("devices") or options["device"], dtype=dtype,
+                   engine={t.family: t.engine for t in tasks},
                    **({"seed": seeds[0]} if len(seeds) == 1 else {}))
     except RunError as e:
         raise RunError(f"could not save the run: {e}") from None

@@ -37,7 +37,8 @@ from utils.families import FAMILY_ORDER
 MODEL_TYPES = FAMILY_ORDER
 # What df.attrs holds, and nothing else. `seed` and `dtype` (the training precision) are optional
 # when saving; the others are required.
-ESSENTIAL_KEYS = ("section", "timestamp", "epochs", "device", "model_type", "seed", "dtype")
+ESSENTIAL_KEYS = ("section", "timestamp", "epochs", "device", "model_type", "seed", "dtype", "engine")
+PER_FAMILY_KEYS = ("device", "engine")   # may differ between a run's families (--device auto splits a run)
 TS = r"\d{8}_\d{6}(?:_\d+)?"  # 20251022_203715, or 20251022_203715_1 for a second run that second
 
 _TYPES = "|".join(MODEL_TYPES)
@@ -208,14 +209,15 @@ def read(out: Path, section: str, ts: str, run: RunFiles) -> tuple[dict, dict]:
             attrs.setdefault(key, None)
         df.attrs = attrs
         repair(df)
-        run_meta = {k: v for k, v in attrs.items() if k not in ("model_type", "device")}
+        run_meta = {k: v for k, v in attrs.items() if k not in ("model_type", *PER_FAMILY_KEYS)}
         if meta is None:
             meta = run_meta
         elif run_meta != meta:
             diff = sorted(k for k in set(meta) | set(run_meta) if meta.get(k) != run_meta.get(k))
             raise RunError(f"{path}: metadata disagrees with the other files of the run on {', '.join(diff)}")
         results[model_type] = df
-    # each family's own device (--device auto may split a run); meta's: theirs, joined where they differ
-    devices = sorted({str(df.attrs["device"]) for df in results.values()})
-    meta = {**meta, "device": results[next(iter(results))].attrs["device"] if len(devices) == 1 else "+".join(devices)}
+    # each family's own device and engine; meta's: theirs, joined where they differ ("cpu+cuda")
+    for key in PER_FAMILY_KEYS:
+        values = sorted({str(df.attrs[key]) for df in results.values()})
+        meta[key] = results[next(iter(results))].attrs[key] if len(values) == 1 else "+".join(values)
     return results, meta
