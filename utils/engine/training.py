@@ -12,7 +12,8 @@ optimizer's vectors are float64 either way (``lbfgs``), and metrics are computed
 
 After every step each member's metrics are recorded, so every row holds that epoch's own values;
 ``wall_time`` is the ensemble's cumulative training time (metrics excluded): what a researcher
-pays per configuration. A member whose loss turns non-finite is recorded as NaN and stops; the
+pays per configuration; under the resident engine (the GPU's), where members step on their own,
+the ticks a member's own steps took times its program's time per tick. A member whose loss turns non-finite is recorded as NaN and stops; the
 others go on. A step that raises stops the members it was training, with a one-line note.
 """
 from __future__ import annotations
