@@ -4,7 +4,9 @@ Nine target functions on [0, 1] (five sinusoids, a piecewise constant, a sawtoot
 a high-frequency sine), 1000 random training and 1000 test points each; every family is trained
 with the same number of LBFGS steps and measured on a dense 10,000-point grid of [0, 1].
 """
-from utils.pipeline.cli import main
+import signal
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C before main() handles it ends the script quietly
+    from utils.pipeline.cli import main
     main("section1_1")

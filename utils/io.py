@@ -10,7 +10,10 @@ every finished unit of work into ``<section>_<TIMESTAMP>.partial/`` with ``save_
 them into a complete run with ``finish_run``; ``load_partial`` reads them back for ``--resume``.
 Every file is written under a hidden temporary name, fsynced and renamed, with the user's umask:
 a kill or a full disk never leaves half a file under a run's name, and a failed write is a one-line
-RunError naming the file and the cause.
+RunError naming the file and the cause. A temporary name carries its writer's process id and host,
+so the next run in the folder removes what a killed writer left (``start_run``, ``hold_run``). A save
+is never cut by Ctrl-C or SIGTERM: the signal takes effect once it is done. An unfinished run is held
+by the process that trains it (``start_run``, ``hold_run``), so two resumes never train it twice.
 
 Older runs load transparently (``utils.storage.layouts`` knows every layout): pickles without attrs
 plus ``_meta.json``, ``<TS>_e<EPOCHS>_<model>.pkl`` names, single-file runs ``<section>_<TS>.pkl``
@@ -20,14 +23,23 @@ Pickles execute code when loaded: only load runs you trust.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
 import secrets
 import shutil
+import signal
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not held there
+    fcntl = None
 
 import pandas as pd
 
@@ -52,8 +64,15 @@ _NAME = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _MODELS_SUFFIX = "_models.pt"
 _OPTIONS = "options.pickle"  # in the partial folder; never <key>.pkl, whatever the key
-# The models file records the run's model types, so a deleted DataFrame pickle is noticed.
+# The models file records the run's model types, so a deleted DataFrame pickle is noticed, and the
+# run it belongs to, so that another run's models file (copied or renamed) is refused.
 MODEL_TYPES_KEY = "__model_types__"
+RUN_KEY = "__run__"
+_LOCK = ".lock"  # in the partial folder: held (flock) by the process that trains the run
+_HELD: dict = {}  # partial folder -> the open lock file by which this process holds it
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+# a temporary file or folder: .tmp_<final name>.<pid>@<host>.<token>[.part]
+_TMP = re.compile(r"^\.tmp_.+\.(\d+)@([A-Za-z0-9-]+)\.[0-9a-f]{8}(?:\.part)?$")
 
 
 def _results_dir(results_dir) -> Path:
@@ -76,6 +95,60 @@ def _write_error(path: Path, e: OSError) -> RunError:
     return RunError(f"could not write {path}: {e.strerror or e}")
 
 
+def _tmp_name(name: str) -> str:
+    return f".tmp_{name}.{os.getpid()}@{_HOST}.{secrets.token_hex(4)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove the temporary files and folders that writers on this machine which no longer run (a
+    SIGKILL during a save) left in ``out`` and its partial folders. Other machines' are theirs to judge."""
+    for folder in [out, *(p for p in out.glob("*.partial") if p.is_dir())]:
+        for p in folder.glob(".tmp_*"):
+            m = _TMP.match(p.name)
+            if not m or m.group(2) != _HOST or _alive(int(m.group(1))):
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM wait until the block is done, then act as they would have: a save is made
+    whole or not at all (torch.save would turn an interrupt into a RuntimeError on its way out).
+    Saves take seconds at most; off the main thread Python cannot handle signals, nothing to defer."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught, previous = [], {}
+    for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) not in (signal.SIG_IGN, None):  # None: not Python's to handle
+            previous[s] = signal.signal(s, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if caught:
+        signum, frame = caught[0]
+        if previous[signum] == signal.SIG_DFL:
+            signal.raise_signal(signum)
+        else:
+            previous[signum](signum, frame)
+
+
 def _stage(final: Path, write, shown: Path | None = None) -> Path:
     """Write ``final``'s content with ``write(file)`` to a temporary file next to it; return its path.
 
@@ -85,7 +158,7 @@ def _stage(final: Path, write, shown: Path | None = None) -> Path:
     where the file will end up once its temporary folder is renamed).
     """
     shown = shown or final
-    tmp = final.with_name(f".tmp_{final.name}.{secrets.token_hex(4)}.part")
+    tmp = final.with_name(f"{_tmp_name(final.name)}.part")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
@@ -227,7 +300,8 @@ def _write_run(out: Path, section: str, ts: str, results: dict, models, meta: di
             import torch
 
             from utils.models.saving import to_spec  # torch/pykan only when models are saved
-            specs = {MODEL_TYPES_KEY: list(results), **to_spec(models)}
+            specs = {MODEL_TYPES_KEY: list(results), RUN_KEY: {"section": section, "timestamp": ts},
+                     **to_spec(models)}
             final = out / f"{section}_{ts}{_MODELS_SUFFIX}"
             staged.append((_stage(final, lambda f: torch.save(specs, f)), final))
         for model_type, df in results.items():
@@ -257,7 +331,8 @@ def save_run(results: dict, section: str, models=None, results_dir=None, **meta)
     out = _make_dir(_results_dir(results_dir))
     ts, lock = _claim_timestamp(out, section, "save_run")
     try:
-        _write_run(out, section, ts, results, models, meta)
+        with _signals_deferred():
+            _write_run(out, section, ts, results, models, meta)
     finally:
         lock.unlink(missing_ok=True)
     return ts
@@ -271,19 +346,21 @@ def start_run(section: str, results_dir=None, options=None) -> str:
     The claim is save_run's (an exclusive lock, so two runs never share a timestamp). The folder
     ``<results_dir>/<section>_<TS>.partial/`` is built under a temporary name with ``options`` (a
     picklable dict: the command's options, read back by ``--resume``) and renamed, so a partial
-    folder always holds its options.
+    folder always holds its options. This process holds the run (``hold_run``) until it finishes it.
     """
     _check_name(section, "start_run")
     options = {} if options is None else options
     if not isinstance(options, dict):
         raise RunError(f"start_run: options must be a dict, got a {type(options).__name__}")
     out = _make_dir(_results_dir(results_dir))
+    _remove_stale(out)
     ts, lock = _claim_timestamp(out, section, "start_run")
     final = _partial_dir(out, section, ts)
-    tmp = out / f".tmp_{final.name}.{secrets.token_hex(4)}"
+    tmp = out / _tmp_name(final.name)
     try:
         try:
             tmp.mkdir()
+            _hold(tmp / _LOCK, final, section, ts)
         except OSError as e:
             raise RunError(f"could not create {final}: {e.strerror or e}") from None
         path = tmp / _OPTIONS
@@ -294,11 +371,60 @@ def start_run(section: str, results_dir=None, options=None) -> str:
             raise RunError(f"could not create {final}: {e.strerror or e}") from None
         _fsync_dir(out)
     except BaseException:
+        _release(final)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         lock.unlink(missing_ok=True)
     return ts
+
+
+def _hold(lock: Path, folder: Path, section: str, ts: str) -> None:
+    """Hold the run of the partial ``folder`` through its ``lock`` file: an exclusive flock, released
+    when this process closes it or ends, however it ends (a SIGKILL too)."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise RunError(f"run {section} {ts} is being trained by another process"
+                       f"{f' ({holder})' if holder else ''}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {_HOST}".encode())
+    _HELD[os.path.abspath(folder)] = fd
+
+
+def _release(folder: Path) -> None:
+    fd = _HELD.pop(os.path.abspath(folder), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def hold_run(section: str, ts: str, results_dir=None) -> None:
+    """Hold the unfinished run ``ts`` for this process (until ``finish_run``, or the process ends), or
+    raise RunError if another process holds it: two resumes of one run would train it twice. Removes
+    what killed writers left in the results folder first."""
+    folder = _existing_partial(section, ts, results_dir, "hold_run")
+    _remove_stale(folder.parent)
+    if os.path.abspath(folder) in _HELD:
+        return
+    lock = folder / _LOCK
+    try:
+        _hold(lock, folder, section, ts)
+    except FileNotFoundError:  # finished by its holder meanwhile
+        raise RunError(f"run {section} {ts} is no longer unfinished") from None
+    try:
+        same = os.stat(lock).st_ino == os.fstat(_HELD[os.path.abspath(folder)]).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        _release(folder)
+        raise RunError(f"run {section} {ts} is no longer unfinished")
 
 
 def _existing_partial(section: str, ts: str, results_dir, who: str) -> Path:
@@ -325,7 +451,8 @@ def save_partial(section: str, ts: str, key: str, payload, results_dir=None) -> 
         raise RunError(f"save_partial: invalid key {key!r} (only letters, digits, '_', '.' and '-')")
     folder = _existing_partial(section, ts, results_dir, "save_partial")
     final = folder / f"{key}.pkl"
-    _commit(folder, [(_stage(final, lambda f: _dump(payload, f)), final)])
+    with _signals_deferred():
+        _commit(folder, [(_stage(final, lambda f: _dump(payload, f)), final)])
     return final
 
 
@@ -365,17 +492,20 @@ def finish_run(section: str, ts: str, results: dict, models=None, results_dir=No
 
     The files and their contract are exactly save_run's (same writer). If writing fails the
     partial folder is kept, so the run can be resumed once the problem (e.g. a full disk) is fixed.
+    An interrupt waits until the run is written and its partial folder removed.
     """
     _check_name(section, "finish_run")
     _check_run(results, models, meta, "finish_run")
     folder = _existing_partial(section, ts, results_dir, "finish_run")
     out = folder.parent
-    _write_run(out, section, ts, results, models, meta)
-    try:
-        shutil.rmtree(folder)
-    except OSError as e:  # the complete run wins over a leftover partial folder
-        print(f"note: run {section} {ts} is complete; could not remove {folder}: {e.strerror or e}",
-              file=sys.stderr)
+    with _signals_deferred():
+        _write_run(out, section, ts, results, models, meta)
+        try:
+            shutil.rmtree(folder)
+        except OSError as e:  # the complete run wins over a leftover partial folder
+            print(f"note: run {section} {ts} is complete; could not remove {folder}: {e.strerror or e}",
+                  file=sys.stderr)
+        _release(folder)
     return ts
 
 
@@ -452,11 +582,23 @@ def load_run(section: str, timestamp: str | None = None, results_dir=None, load_
         specs = torch.load(models_path, weights_only=True)
     except Exception as e:
         raise RunError(f"{models_path}: cannot be read, truncated or corrupted ({type(e).__name__})") from None
+    owner = _run_of(specs)
+    if owner is not None and owner != (section, timestamp):
+        raise RunError(f"{models_path}: holds the models of run {' '.join(map(str, owner))}, not of {section} "
+                       f"{timestamp} (copied or renamed?)")
     return results, meta, _rebuild_models(models_path, specs)
 
 
-def _recorded_model_types(path: Path) -> list[str]:
-    """The model types the models file says its run has ([] if it cannot tell).
+def _run_of(specs):
+    """(section, timestamp) of the run a models file belongs to; None for files written before the record."""
+    recorded = specs.get(RUN_KEY) if isinstance(specs, dict) else None
+    if not isinstance(recorded, dict):
+        return None
+    return recorded.get("section"), recorded.get("timestamp")
+
+
+def _recorded_model_types(path: Path, section: str, ts: str) -> list[str]:
+    """The model types the models file says its run has ([] if it cannot tell, or it is another run's).
 
     Files written before the record existed list the families they hold models of. Memory-mapped,
     so reading the structure does not read the weights.
@@ -466,7 +608,7 @@ def _recorded_model_types(path: Path) -> list[str]:
         specs = torch.load(path, mmap=True, weights_only=True)
     except Exception:  # a damaged models file costs the models, not the DataFrames
         return []
-    if not isinstance(specs, dict):
+    if not isinstance(specs, dict) or _run_of(specs) not in (None, (section, ts)):
         return []
     recorded = specs.get(MODEL_TYPES_KEY)
     if isinstance(recorded, (list, tuple)):
@@ -477,7 +619,7 @@ def _recorded_model_types(path: Path) -> list[str]:
 def _check_nothing_missing(out, section, ts, results, models_path, run) -> None:
     if not models_path.exists():
         return
-    missing = [t for t in _recorded_model_types(models_path) if t not in results]
+    missing = [t for t in _recorded_model_types(models_path, section, ts) if t not in results]
     if missing:
         files = ", ".join(str(out / f"{section}_{ts}_{t}.pkl") for t in missing)
         hint = f"; its partial results are kept: python {section}.py --resume {ts}" if run.partial else ""
@@ -517,4 +659,4 @@ def _rebuild_models(path: Path, specs):
         raise RunError(f"{path}: wrong structure at {where}: a {type(node).__name__}, "
                        f"expected nested dicts of {{'__model__': spec}}")
 
-    return walk({k: v for k, v in specs.items() if k != MODEL_TYPES_KEY}, "models")
+    return walk({k: v for k, v in specs.items() if k not in (MODEL_TYPES_KEY, RUN_KEY)}, "models")

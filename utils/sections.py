@@ -53,8 +53,9 @@ class Section:
         return RegressionProblem(task.dataset_name, self.problems[task.dataset_name], task.seed, task.dataset_idx,
                                  task.device, domain=self.domain)
 
-    def add_arguments(self, parser, positive_float, positive_int):
-        """The options this section adds to the command line (the PDE's, defaults as in the KAN paper)."""
+    def add_arguments(self, parser, positive_float, point_count):
+        """The options this section adds to the command line (the PDE's, defaults as in the KAN paper);
+        ``positive_float`` and ``point_count`` are the command line's checks of such values."""
         if not self.is_pde:
             return
         d, quick = config.PDE_DEFAULTS[self.dim], config.QUICK_PDE_POINTS[self.dim]
@@ -62,10 +63,10 @@ class Section:
                             help="pinn: train from the equation (interior residual + boundary loss); "
                                  "supervised: fit u from 1000 samples, for comparison")
         parser.add_argument("--alpha", type=positive_float, default=d["alpha"], help="weight of the residual term")
-        parser.add_argument("--n-interior", type=positive_int, default=None,
+        parser.add_argument("--n-interior", type=point_count, default=None,
                             help=f"interior collocation points (default {d['n_interior']}; {quick[0]} with --quick)")
         if self.dim > 1:
-            parser.add_argument("--n-boundary", type=positive_int, default=None,
+            parser.add_argument("--n-boundary", type=point_count, default=None,
                                 help=f"boundary points (default {d['n_boundary']}; {quick[1]} with --quick)")
 
     def problem_options(self, args) -> tuple:

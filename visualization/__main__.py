@@ -12,8 +12,10 @@ what it needs, which is checked before it is called:
 A figure whose needs the run does not meet (an older run without ``wall_time``, a run whose models
 file is missing or damaged) is skipped with one line on stderr naming what it lacks; a KeyError or
 ValueError from ``draw`` also skips that figure (one line naming it, its files removed). Every
-other figure is still drawn. Configuration columns of one family (``grid_size``, ``depth``) are
-part of that family's schema and are not declared.
+other figure is still drawn. A figure that cannot be written (a full disk) ends the command in one
+line naming the folder or file and the cause, exit status 1, without half-written files; what was
+drawn before it is kept. Configuration columns of one family (``grid_size``, ``depth``) are part of
+that family's schema and are not declared.
 """
 import argparse
 import sys
@@ -23,6 +25,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from utils.io import DEFAULT_RESULTS_DIR, RunError, load_run
+from utils.pipeline.console import say
 from utils.sections import SECTIONS
 from visualization import (cross_sections, curves, curves_walltime, efficiency, fields2d, fits, grid_extension,
                            head_to_head, pareto, pde_training, surfaces, tables, time_to_accuracy)
@@ -57,25 +60,31 @@ def main(argv=None):
     if problem := _unwritable(out):
         return _error(f"{out}: {problem}")
 
-    written, skipped = [], 0
+    written, skipped, existed = [], 0, out.exists()
     for module in figures_of(SECTIONS[args.section]):
         reason = _unmet_needs(module, results, models_problem)
         if reason is None:
-            paths, reason = _draw(module, args.section, results, models, out)
+            try:
+                paths, reason = _draw(module, args.section, results, models, out)
+            except OSError as e:
+                if not existed and out.is_dir() and not any(out.iterdir()):
+                    out.rmdir()
+                kept = f"the {len(written)} files written before it are kept" if written else "nothing was written"
+                return _error(f"{e.filename or out}: could not write {_name(module)} ({e.strerror or e}); {kept}", 1)
             written += paths
         if reason is not None:
             skipped += 1
             print(f"{PROG}: skipped {_name(module)}: {reason}", file=sys.stderr)
     note = f" ({skipped} skipped)" if skipped else ""
-    print(f"{args.section} {meta['timestamp']}: {len(written)} files in {out}{note}")
+    say(f"{args.section} {meta['timestamp']}: {len(written)} files in {out}{note}")
     for path in written:
-        print(f"  {path}")
+        say(f"  {path}")
     return 0
 
 
-def _error(message: str) -> int:
+def _error(message: str, status: int = 2) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
+    return status
 
 
 def _name(module) -> str:
@@ -122,16 +131,19 @@ def _unmet_needs(module, results, models_problem):
 
 
 def _draw(module, section, results, models, out):
-    """(paths, None), or ([], reason) when draw() meets data it cannot use; nothing of it is left."""
+    """(paths, None), or ([], reason) when draw() meets data it cannot use; nothing of it is left,
+    whatever stops it (an OSError such as a full disk propagates)."""
     before = set(out.iterdir()) if out.is_dir() else set()
     try:
         return module.draw(section, results, models, out), None
-    except (KeyError, ValueError, IndexError, TypeError) as e:  # data of a shape it cannot use: skip it
+    except BaseException as e:
         plt.close("all")
         for path in (set(out.iterdir()) if out.is_dir() else set()) - before:
             if path.is_file():
-                path.unlink()
-        text = " ".join(str(e).split())[:200]
+                path.unlink(missing_ok=True)
+        if not isinstance(e, (KeyError, ValueError, IndexError, TypeError)):
+            raise
+        text = " ".join(str(e).split())[:200]  # data of a shape it cannot use: skip it
         return [], f"{type(e).__name__} {text} (the run lacks something it needs)"
 
 

@@ -27,6 +27,12 @@ def shared_root(tmp_path_factory, worker_id):
 
 
 @pytest.fixture(scope="session")
+def made_once(shared_root):
+    """made_once(name, make) -> make()'s JSON-able result, made once for every test process of the session."""
+    return lambda name, make: once(shared_root, name, make)
+
+
+@pytest.fixture(scope="session")
 def shared_run(shared_root):
     """shared_run(section) -> (results folder, the script's stdout) of that section's shared run; the
     folder above the results is the run's working directory."""

@@ -3,10 +3,12 @@
 Section 1.1 runs three seeds (figures with bands, tables with spreads); 1.2 and 1.3 one seed each
 (figures drawn as before several seeds existed).
 """
+import errno
 import math
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -165,6 +167,69 @@ def test_a_figure_failing_on_the_data_is_skipped_and_leaves_nothing(tmp_path, ca
     lines = [line for line in capsys.readouterr().err.splitlines() if "pareto" in line]
     assert lines == ["visualization: skipped pareto: KeyError 'num_params' (the run lacks something it needs)"]
     assert not list(out.glob("pareto*")) and (out / "grid_extension_G.png").exists()
+
+
+@pytest.mark.parametrize("fails_at", [1, 3])
+def test_a_full_disk_is_one_line_and_leaves_no_half_figures(tmp_path, capsys, monkeypatch, no_rendering, fails_at):
+    """The disk fills on the first file (nothing is left, not even the folder) or on the second
+    figure's first file (that figure's files go, the first figure's stay)."""
+    from matplotlib.figure import Figure
+
+    from visualization.__main__ import main
+    _saved_run(tmp_path)
+    written = []
+
+    def savefig(self, path, *a, **k):
+        written.append(Path(path).name)
+        Path(path).write_bytes(b"half a figure")
+        if len(written) == fails_at:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    out = tmp_path / "f"
+    assert main(["section1_1", "--results-dir", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    figure, kept = ("curves", "nothing was written") if fails_at == 1 else \
+        ("curves_walltime", "the 2 files written before it are kept")
+    assert "Traceback" not in err and [line for line in err.splitlines() if "error" in line] == [
+        f"visualization: error: {out}: could not write {figure} (No space left on device); {kept}"]
+    if fails_at == 1:
+        assert not out.exists()
+    else:
+        assert sorted(p.name for p in out.iterdir()) == sorted(written[:2]) == ["curves_epoch.pdf", "curves_epoch.png"]
+
+
+def test_another_runs_models_file_costs_only_the_figures_drawing_models(tmp_path):
+    from utils import save_run
+    from visualization import fits
+    from visualization.__main__ import _load, _unmet_needs
+    b = _saved_run(tmp_path)
+    a = save_run({"mlp": pd.DataFrame({"epoch": [1]})}, "section1_1", results_dir=tmp_path, epochs=1,
+                 device="cpu", models={"mlp": {"sin_freq1": {}}})
+    shutil.copy(tmp_path / f"section1_1_{a}_models.pt", tmp_path / f"section1_1_{b}_models.pt")
+    results, meta, models, problem = _load("section1_1", b, tmp_path)
+    assert meta["timestamp"] == b and models == {} and len(results) == 4
+    assert _unmet_needs(fits, results, problem) == (
+        f"needs the run's models ({tmp_path}/section1_1_{b}_models.pt: holds the models of run section1_1 {a}, not of "
+        f"section1_1 {b} (copied or renamed?))")
+
+
+def test_a_closed_pipe_does_not_stop_the_figures(tmp_path, monkeypatch, no_rendering):
+    """``python -m visualization ... | true``: the reader is gone before the first line; every figure is
+    written, and what is printed (the interpreter's last flush at exit too) goes nowhere."""
+    from visualization import __main__ as entry
+    from visualization import head_to_head
+    _saved_run(tmp_path)
+    monkeypatch.setattr(entry, "FIGURES", [head_to_head])  # one table is enough to print lines
+    read, write = os.pipe()
+    os.close(read)
+    stdout = open(write, "w")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert entry.main(["section1_1", "--results-dir", str(tmp_path), "--out", str(tmp_path / "f")]) == 0
+        stdout.flush()
+    finally:
+        stdout.close()
+    assert len(list((tmp_path / "f").iterdir())) == 3
 
 
 def test_out_must_be_a_writable_folder(tmp_path, capsys):

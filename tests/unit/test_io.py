@@ -2,9 +2,12 @@
 import errno
 import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +19,8 @@ from utils import io as run_io
 from utils.models.kan import make_kan
 from utils.models.modules import MLP, SIREN
 from utils.models.saving import count_params
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DEPTHS, ACTS, GRIDS = [2, 3, 4, 5, 6], ["tanh", "relu", "silu"], [3, 5, 10, 20, 50, 100]
 NAMES = [f"sin_freq{i}" for i in range(1, 6)] + ["piecewise", "sawtooth", "polynomial", "poisson_1d_highfreq"]
@@ -395,7 +400,8 @@ def test_files_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
         finished = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "b").iterdir()}
     finally:
         os.umask(old)
-    assert len(modes) == 3 + 2 and len(finished) == 3, (modes, finished)  # a run's 3 files, options and a unit
+    # a run's 3 files; options, a unit and the lock by which the run is held
+    assert len(modes) == 3 + 3 and len(finished) == 3, (modes, finished)
     assert set(modes.values()) == set(finished.values()) == {file_mode}, (modes, finished)
 
 
@@ -440,7 +446,7 @@ def test_full_disk_keeps_the_partial_results(tmp_path, monkeypatch):
     with pytest.raises(RunError, match="No space left on device"):
         run_io.finish_run("section1_1", ts, fake_results(), results_dir=tmp_path, epochs=1, device="cpu")
     assert _visible(tmp_path) == [folder.name]  # no half a run, no temporary files
-    assert _visible(folder) == ["done.pkl", "options.pickle"]
+    assert _visible(folder) == [".lock", "done.pkl", "options.pickle"]  # the lock: this process holds the run
     assert run_io.load_partial("section1_1", ts, results_dir=tmp_path) == ({"epochs": 1}, {"done": {"rows": [1, 2]}})
 
     monkeypatch.setattr(pd.DataFrame, "to_pickle", real)  # space freed: the run finishes
@@ -568,3 +574,54 @@ def test_each_family_keeps_its_own_device_and_engine(tmp_path):
         save_run(results, "section1_1", epochs=5, device="cpu", engine={"mlp": 1}, results_dir=tmp_path)
     ts = save_run(results, "section1_1", epochs=5, device="cpu", results_dir=tmp_path)
     assert load_run("section1_1", ts, results_dir=tmp_path)[1]["device"] == "cpu"
+
+
+def test_a_killed_writers_temporary_files_are_removed_by_the_next_run(tmp_path):
+    """A SIGKILL during a save leaves its temporary file, named with the writer's pid and machine; the
+    next run (start_run) or resume (hold_run) in the folder removes what dead writers of this machine
+    left, and leaves a living writer's and another machine's alone."""
+    ts = run_io.start_run("section1_1", results_dir=tmp_path)
+    folder = tmp_path / f"section1_1_{ts}.partial"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from utils import io; "
+         "io._stage(Path(sys.argv[1]), lambda f: (f.write(b'half'), f.flush(), print(flush=True), time.sleep(60)))",
+         str(tmp_path / "section1_1_20990101_000000_models.pt")], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    writer.stdout.readline()
+    writer.kill()
+    writer.wait()
+    (left,) = tmp_path.glob(".tmp_*.part")
+    assert left.name.startswith(f".tmp_section1_1_20990101_000000_models.pt.{writer.pid}@{run_io._HOST}.")
+    host, dead, alive = run_io._HOST, writer.pid, os.getpid()
+    for next_run in (lambda: run_io.hold_run("section1_1", ts, tmp_path),
+                     lambda: run_io.start_run("section1_1", results_dir=tmp_path)):
+        stale = [left, folder / f".tmp_0001_mlp.pkl.{dead}@{host}.89abcdef.part",
+                 tmp_path / f".tmp_section1_1_20990101_000000.partial.{dead}@{host}.01234567"]
+        kept = [tmp_path / f".tmp_x.pkl.{alive}@{host}.0123abcd.part",
+                tmp_path / f".tmp_x.pkl.{dead}@elsewhere.0123abcd.part"]
+        for p in stale[1:-1] + kept:
+            p.write_bytes(b"half")
+        stale[-1].mkdir(exist_ok=True)
+        (stale[-1] / "options.pickle").write_bytes(b"")
+        left.write_bytes(b"half")
+        next_run()
+        assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in kept)
+
+
+def test_a_models_file_of_another_run_is_refused(tmp_path):
+    """The models file records its run: another run's (copied or renamed) is refused in one line, the
+    run's DataFrames still load; a file written before the record loads as before."""
+    results, models = _frames_for_run()
+    a = save_run(results, "section1_1", models=models, results_dir=tmp_path, epochs=1, device="cpu")
+    b = save_run(results, "section1_1", models=models, results_dir=tmp_path, epochs=1, device="cpu")
+    path_a, path_b = (tmp_path / f"section1_1_{ts}_models.pt" for ts in (a, b))
+    shutil.copy(path_a, path_b)
+    assert set(load_run("section1_1", b, results_dir=tmp_path)[0]) == set(results)
+    with pytest.raises(RunError) as e:
+        load_run("section1_1", b, results_dir=tmp_path, load_models=True)
+    assert _one_line(e) == (f"{path_b}: holds the models of run section1_1 {a}, not of section1_1 {b} "
+                            f"(copied or renamed?)")
+    specs = torch.load(path_a, weights_only=True)
+    assert specs.pop(run_io.RUN_KEY) == {"section": "section1_1", "timestamp": a}
+    torch.save(specs, path_b)
+    loaded = load_run("section1_1", b, results_dir=tmp_path, load_models=True)[2]
+    assert set(loaded) == {"mlp", "kan"} and isinstance(loaded["mlp"]["sin_freq1"]["depth2_activationtanh"], MLP)

@@ -5,26 +5,41 @@ User mistakes end in one line on stderr and exit status 2, before anything is tr
 answer at once. A run saves each finished ensemble as it goes, so an interrupt, a kill or a full
 disk loses only the ensembles in flight; ``--resume TIMESTAMP`` trains what is missing with the
 run's stored options and writes the complete run.
+
+Whatever stops a run ends in one line on stderr: Ctrl-C (exit 130) or SIGTERM, a batch system's
+first signal (exit 143), with the resume command; a failing ensemble or save (exit 1), likewise.
+Before the run starts (imports take seconds) an interrupt exits at once, nothing being written yet.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from utils.config import DEFAULT_DTYPE, DEFAULT_EPOCHS, DEFAULT_RESULTS_DIR, QUICK_EPOCHS
 from utils.device import CHOICES as DEVICES
 from utils.device import ENGINES
 from utils.families import FAMILIES, SETTINGS
+from utils.pipeline.console import plural
 from utils.sections import SECTIONS
 
 MAX_SEED = 2 ** 32  # numpy's and pykan's seeds must lie in [0, 2**32)
-WORKER_MEMORY_GB = 0.45  # a worker process with torch, pykan and numba loaded, measured 0.34-0.55 GB
-# Dask addresses: tcp://host:port, tls://host:port, ... or host:port
-SCHEDULER_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss|inproc)://)?[^\s:/]+:\d{1,5}$")
+# Upper bounds that catch a slip of the keyboard before it asks for terabytes (--width 1000000 is a
+# 10^12-weight layer): a hundred to a thousand times what the protocol uses.
+MAX_WIDTH, MAX_EPOCHS, MAX_POINTS = 1000, 100_000, 1_000_000
+# What a worker process holds at its peak: section1_1.py --quick --n-seeds 5 --workers 2, each worker's
+# resident memory sampled every 0.2 s with psutil: 1.00 GB (0.80 GB of it its own, USS)
+WORKER_MEMORY_GB = 1.0
+# Dask addresses: tcp://host:port, tls://host:port, ... or host:port; IPv6 hosts in brackets
+SCHEDULER_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss|inproc)://)?"
+                               r"(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})$")
+CONNECT_S, WORKERS_WAIT_S = 5, 10  # how long a Dask scheduler is given to answer, and to get its first worker
+TIMESTAMP = re.compile(r"\d{8}_\d{6}(?:_\d+)?")  # utils.storage.layouts.TS (which would load pandas)
 # options that say how to run, not what: the only ones --resume takes from the command line
 EXECUTION_OPTIONS = ("resume", "workers", "scheduler", "results_dir", "no_progress", "device")
 
@@ -32,6 +47,19 @@ EXECUTION_OPTIONS = ("resume", "workers", "scheduler", "results_dir", "no_progre
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in --help, except where the help already says the default or there is none to say."""
+
+    def _get_help_string(self, action):
+        if "(default" in (action.help or "") or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, a batch system's first signal: stops a run as Ctrl-C does (exit 143 instead of 130)."""
 
 
 def die(prog: str, message: str, status: int = 2):
@@ -53,6 +81,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def at_most(limit: int):
+    """positive_int, up to ``limit``."""
+    def check(text: str) -> int:
+        value = positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:,}, got {value:,}")
+        return value
+    return check
+
+
 def seed_value(text: str) -> int:
     value = _number(text, int, "a whole number")
     if not 0 <= value < MAX_SEED:
@@ -62,9 +100,17 @@ def seed_value(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = _number(text, float, "a number")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
     return value
+
+
+def timestamp(text: str) -> str:
+    """A run's timestamp; an empty one (an unset variable in a job script) must not start a new sweep."""
+    if not TIMESTAMP.fullmatch(text):
+        got = "an empty string" if not text else repr(text)
+        raise argparse.ArgumentTypeError(f"must name a run's timestamp (like 20251022_203715), got {got}")
+    return text
 
 
 def folder(text: str) -> Path:
@@ -74,16 +120,19 @@ def folder(text: str) -> Path:
 
 
 def scheduler_address(text: str) -> str:
-    if not SCHEDULER_ADDRESS.match(text):
+    m = SCHEDULER_ADDRESS.match(text)
+    if not m:
         raise argparse.ArgumentTypeError(f"expected an address such as tcp://host:8786 or host:8786, got {text!r}")
+    if not 1 <= int(m.group(1)) <= 65535:
+        raise argparse.ArgumentTypeError(f"the port must lie in 1..65535, got {m.group(1)} in {text!r}")
     return text
 
 
 def build_parser(section) -> argparse.ArgumentParser:
     """The section's command line: the options every section takes, and the section's own."""
     p = OneLineParser(prog=f"{section.name}.py", description=section.title,
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--epochs", type=positive_int, default=None,
+                      formatter_class=DefaultsFormatter)
+    p.add_argument("--epochs", type=at_most(MAX_EPOCHS), default=None,
                    help=f"optimizer steps per model, one full-batch LBFGS step each; KANs spread them over "
                         f"their grid schedule (default {DEFAULT_EPOCHS}, {QUICK_EPOCHS} with --quick)")
     p.add_argument("--device", choices=list(DEVICES), default="auto",
@@ -106,8 +155,8 @@ def build_parser(section) -> argparse.ArgumentParser:
                    help="train only on these datasets (default: all of the section's)")
     p.add_argument("--models", nargs="+", choices=list(FAMILIES), default=list(FAMILIES), metavar="FAMILY",
                    help=f"families to train, a subset of: {' '.join(FAMILIES)}")
-    p.add_argument("--width", type=positive_int, default=SETTINGS["width"], help="MLP and SIREN hidden width")
-    p.add_argument("--kan-width", type=positive_int, default=SETTINGS["kan_width"],
+    p.add_argument("--width", type=at_most(MAX_WIDTH), default=SETTINGS["width"], help="MLP and SIREN hidden width")
+    p.add_argument("--kan-width", type=at_most(MAX_WIDTH), default=SETTINGS["kan_width"],
                    help="KAN hidden width: KAN(width=[n_in, KAN_WIDTH, 1])")
     p.add_argument("--prune-lamb", type=positive_float, default=SETTINGS["prune_lamb"],
                    help="pruned KAN: sparsity penalty of the sparsify stage, as pykan's fit(lamb=...)")
@@ -121,10 +170,10 @@ def build_parser(section) -> argparse.ArgumentParser:
                    help="worker processes, 1 torch thread each (default: the number of cores; 1 on cuda)")
     p.add_argument("--scheduler", type=scheduler_address, default=None, metavar="ADDRESS",
                    help="run the ensembles on a running Dask cluster, e.g. tcp://127.0.0.1:8786")
-    p.add_argument("--resume", default=None, metavar="TIMESTAMP",
+    p.add_argument("--resume", type=timestamp, default=None, metavar="TIMESTAMP",
                    help="finish an interrupted run: train only what is missing, with the run's stored options")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    section.add_arguments(p, positive_float, positive_int)
+    section.add_arguments(p, positive_float, at_most(MAX_POINTS))
     return p
 
 
@@ -167,6 +216,9 @@ def plan(prog, section, args) -> dict:
     elif args.quick:
         datasets = [d for d in datasets if d[1] in section.quick]
     resolve_device(prog, args.device)  # --device cuda on a machine without CUDA: refused here
+    sides = 2 * section.dim
+    if getattr(args, "n_boundary", None) is not None and args.n_boundary < sides:  # spread over the sides evenly
+        die(prog, f"--n-boundary: must be at least {sides} (a point on each side of the domain), got {args.n_boundary}")
     return {"section": section.name, "datasets": list(datasets),
             "families": [f for f in FAMILIES if f in args.models], "seeds": seeds_of(args),
             "epochs": args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS),
@@ -177,12 +229,17 @@ def plan(prog, section, args) -> dict:
 
 
 def resumed_plan(prog, section, args, parser) -> tuple[dict, dict]:
-    """The stored options of the unfinished run ``args.resume`` and its finished units."""
-    from utils.io import RunError, list_unfinished, load_partial
+    """The stored options of the unfinished run ``args.resume`` and its finished units, the run held
+    by this process from here on: a second resume of it is refused instead of training it twice."""
+    from utils.io import RunError, hold_run, list_unfinished, load_partial
     unfinished = list_unfinished(section.name, args.results_dir)
     if args.resume not in unfinished:
         have = f"unfinished runs: {', '.join(unfinished)}" if unfinished else "no unfinished runs"
         die(prog, f"--resume {args.resume}: no unfinished run of {section.name} in {args.results_dir} ({have})")
+    try:
+        hold_run(section.name, args.resume, args.results_dir)
+    except RunError as e:
+        die(prog, f"--resume {args.resume}: {e}; nothing was trained", 1)
     try:
         options, done = load_partial(section.name, args.resume, args.results_dir)
     except RunError as e:
@@ -219,8 +276,8 @@ def worker_count(prog, args, device, n_units) -> int:
     from utils.device import default_workers
     workers = args.workers or default_workers(device)
     if workers > n_units and args.workers:
-        print(f"{prog}: note: --workers {workers}: only {n_units} ensembles to train, using {max(n_units, 1)} "
-              f"worker(s)", file=sys.stderr)
+        print(f"{prog}: note: --workers {workers}: only {plural(n_units, 'ensemble')} to train, using "
+              f"{max(n_units, 1)} worker(s)", file=sys.stderr)
     workers = max(1, min(workers, n_units))
     try:
         import psutil
@@ -234,10 +291,98 @@ def worker_count(prog, args, device, n_units) -> int:
     return workers
 
 
+def check_scheduler(prog, address):
+    """A Dask cluster that cannot run the sweep is refused before anything is written: one that cannot
+    be reached, that has no workers (a run would wait in silence), or whose scheduler or workers cannot
+    import this repository (distributed unpickles the task graph on the scheduler too)."""
+    from distributed import Client
+
+    def import_problem():  # defined here, so that it travels by value, not as a name in this repository
+        import importlib
+        try:
+            importlib.import_module("utils.pipeline.sweep")
+        except Exception as e:
+            return f"{type(e).__name__}: {e}"
+        return None
+
+    try:
+        client = Client(address, timeout=CONNECT_S)
+    except OSError as e:
+        die(prog, f"--scheduler {address}: cannot reach the Dask scheduler ({e})")
+    path = f"PYTHONPATH={Path(__file__).resolve().parents[2]}"
+    with client:
+        problem = client.run_on_scheduler(import_problem)
+        if problem:
+            die(prog, f"--scheduler {address}: the Dask scheduler cannot import this repository ({problem}); "
+                      f"start it with {path}")
+        if not client.scheduler_info()["workers"]:
+            try:
+                client.wait_for_workers(1, timeout=WORKERS_WAIT_S)
+            except TimeoutError:
+                die(prog, f"--scheduler {address}: the Dask scheduler has no workers (none joined within "
+                          f"{WORKERS_WAIT_S} s; start some with: dask worker {address} --nthreads 1)")
+        problems = {worker: p for worker, p in client.run(import_problem).items() if p}
+        if problems:
+            worker, problem = next(iter(problems.items()))
+            die(prog, f"--scheduler {address}: {plural(len(problems), 'Dask worker')} cannot import this repository "
+                      f"({worker}: {problem}); start them with {path}")
+
+
+def _handle_signals(on_sigint, on_sigterm=None) -> dict:
+    """Route SIGINT and SIGTERM (to ``on_sigint`` unless told); return the handlers they had (none off
+    the main thread, where Python cannot handle signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm or on_sigint)}
+
+
+def _restore(handlers: dict):
+    for s, h in handlers.items():
+        signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
+def _quit_before_start(prog):
+    """Until the run starts nothing is written, and the imports (seconds) would print their traceback."""
+    def handler(signum, frame):
+        what = "interrupted" if signum == signal.SIGINT else "terminated"
+        print(f"{prog}: {what} before the run started; nothing was trained or written", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+    return handler
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _stopped(what, prog, section, ts, results_dir, n_ensembles) -> str:
+    """What an interrupted run left, in one line: nothing yet, some ensembles saved, or the complete run."""
+    from utils.io import RunError, list_runs
+    from utils.pipeline import run
+    if ts is None:
+        return f"{what} before the run started; nothing was trained or written"
+    if ts in list_runs(section, results_dir):
+        return f"{what} after run {section} {ts} was completely written: it is complete, nothing to resume"
+    try:
+        saved = f"{run.saved_units(section, ts, results_dir)} of {n_ensembles}"
+    except RunError:
+        saved = "some"
+    return f"{what}: {saved} ensembles are saved; resume with: python {prog} --resume {ts}"
+
+
 def main(section_name: str, argv=None):
     """A section script: parse, check, then train with checkpoints, save and summarize."""
     section = SECTIONS[section_name]
     prog = f"{section.name}.py"
+    previous = _handle_signals(_quit_before_start(prog))
+    try:
+        return _main(section, prog, argv)
+    finally:  # after a run stopped by a signal they stay ignored: a second Ctrl-C while exiting is no traceback
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            _restore(previous)
+
+
+def _main(section, prog, argv):
     parser = build_parser(section)
     args = parser.parse_args(argv)
     check_results_dir(prog, args.results_dir)
@@ -249,33 +394,33 @@ def main(section_name: str, argv=None):
         notes = place_families(prog, args, options)
     from utils.io import RunError
     from utils.pipeline import run
+    from utils.pipeline.sweep import EnsembleError
     ensembles = run.ensembles_of(options)
     keys = [run.unit_key(i, e) for i, e in enumerate(ensembles)]
     on_cpu = [k for k, e in zip(keys, ensembles) if e.device == "cpu" and k not in done]
     workers = worker_count(prog, args, "cpu" if on_cpu else "cuda", len(on_cpu) or 1)
+    if args.scheduler:
+        check_scheduler(prog, args.scheduler)
 
-    if args.scheduler:  # before anything is written: an unreachable cluster is a mistake in the command
-        try:
-            from distributed import Client
-            Client(args.scheduler, timeout="5s").close()
-        except OSError as e:
-            die(prog, f"--scheduler {args.scheduler}: cannot reach the Dask scheduler ({e})")
+    _handle_signals(signal.default_int_handler, _terminate)  # from here a signal stops the run, keeping what finished
+    ts = args.resume
     try:
-        ts = args.resume or run.start(options, args.results_dir)
-    except RunError as e:
-        die(prog, f"could not start the run: {e}", 1)
-    resume_hint = f"resume with: python {prog} --resume {ts}"
-    try:
+        ts = ts or run.start(options, args.results_dir)
         run.run(options, ts, results_dir=args.results_dir, workers=workers, scheduler=args.scheduler,
                 progress=not args.no_progress, done=done, prog=prog, notes=notes)
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # one interrupt is enough: the rest is saving a line
-        n = run.saved_units(section.name, ts, args.results_dir)
-        die(prog, f"interrupted: {n} of {len(ensembles)} ensembles are saved; {resume_hint}", 130)
-    except RunError as e:
-        die(prog, f"{e}; the finished ensembles are kept, {resume_hint} once that is fixed", 1)
+    except KeyboardInterrupt as e:
+        _handle_signals(signal.SIG_IGN)  # one signal is enough: the rest is saving a line
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        die(prog, _stopped(what, prog, section.name, ts, args.results_dir, len(ensembles)),
+            143 if isinstance(e, Terminated) else 130)
+    except (RunError, EnsembleError) as e:
+        if ts is None:
+            die(prog, f"could not start the run: {e}", 1)
+        die(prog, f"{e}; the finished ensembles are kept, resume with: python {prog} --resume {ts} once that is "
+                  f"fixed", 1)
     except OSError as e:
         if args.scheduler:
-            die(prog, f"--scheduler {args.scheduler}: cannot reach the Dask scheduler ({e}); {resume_hint}")
+            die(prog, f"--scheduler {args.scheduler}: cannot reach the Dask scheduler ({e}); resume with: "
+                      f"python {prog} --resume {ts}")
         raise
     return ts

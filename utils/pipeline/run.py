@@ -14,6 +14,7 @@ from utils import config
 from utils.config import DEFAULT_DTYPE
 from utils.device import Work, place
 from utils.io import RunError, finish_run, load_partial, save_partial, start_run
+from utils.pipeline.console import plural, say
 from utils.pipeline.sweep import build_tasks, collect, group, run_sweep
 
 
@@ -80,9 +81,10 @@ def start(options, results_dir) -> str:
 def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, done=None, prog=None, notes=()):
     """The checkpointed sweep of the run ``ts`` (``start``ed, or resumed with its finished units
     ``done``): every finished ensemble saved as it finishes, then the complete run written and
-    summarized. Interrupts, failed saves and an unreachable scheduler propagate (KeyboardInterrupt,
-    RunError, OSError) with what finished kept for ``--resume ts``. ``notes``: lines printed after
-    the run's header (the device decision).
+    summarized. Interrupts, failing ensembles, failed saves and an unreachable scheduler propagate
+    (KeyboardInterrupt, EnsembleError, RunError, OSError) with what finished kept for ``--resume ts``.
+    ``notes``: lines printed after the run's header (the device decision). What it prints survives a
+    closed pipe (``| head -1``): the run is saved all the same.
     """
     section = options["section"]
     prog = prog or f"{section}.py"
@@ -92,13 +94,13 @@ def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, don
     finished = {i: (done or {})[k] for i, k in enumerate(keys) if k in (done or {})}
     how = f"Dask scheduler {scheduler}" if scheduler else f"{workers} worker(s)"
     seeds, dtype = options["seeds"], options.get("dtype", DEFAULT_DTYPE)
-    print(f"{section} run {ts}: {len(tasks)} models ({', '.join(options['families'])}) in {len(ensembles)} ensembles"
-          f"{f', {len(finished)} already done' if finished else ''}; {len(options['datasets'])} datasets, "
-          f"{options['epochs']} epochs, {'seed' if len(seeds) == 1 else 'seeds'} {' '.join(map(str, seeds))}, "
-          f"{dtype}, {devices_label(options)}, {how}. If interrupted, resume with: python {prog} --resume {ts}",
-          flush=True)
+    say(f"{section} run {ts}: {plural(len(tasks), 'model')} ({', '.join(options['families'])}) in "
+        f"{plural(len(ensembles), 'ensemble')}{f', {len(finished)} already done' if finished else ''}; "
+        f"{plural(len(options['datasets']), 'dataset')}, {plural(options['epochs'], 'epoch')}, "
+        f"{'seed' if len(seeds) == 1 else 'seeds'} {' '.join(map(str, seeds))}, {dtype}, {devices_label(options)}, "
+        f"{how}. If interrupted, resume with: python {prog} --resume {ts}")
     for note in notes:
-        print(note, flush=True)
+        say(note)
     t0 = time.perf_counter()
     results = run_sweep(tasks, workers=workers, scheduler=scheduler, progress=progress,
                         together=options.get("together", True), finished=finished,
@@ -111,11 +113,11 @@ def run(options, ts, *, results_dir, workers, scheduler=None, progress=True, don
                    **({"seed": seeds[0]} if len(seeds) == 1 else {}))
     except RunError as e:
         raise RunError(f"could not save the run: {e}") from None
-    print(f"\nTrained in {time.perf_counter() - t0:.1f} s.")
-    print(summary_text(frames, dtype))
-    print(f"\nSaved run {section} {ts}:")
+    say(f"\nTrained in {time.perf_counter() - t0:.1f} s.")
+    say(summary_text(frames, dtype))
+    say(f"\nSaved run {section} {ts}:")
     for name in sorted(p.name for p in results_dir.glob(f"{section}_{ts}_*")):
-        print(f"  {results_dir / name}")
+        say(f"  {results_dir / name}")
     return ts
 
 

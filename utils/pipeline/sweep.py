@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,6 +29,7 @@ from utils.config import DEFAULT_DTYPE, KAN_GRIDS, QUICK_GRIDS
 from utils.device import engine_for
 from utils.engine import training
 from utils.families import FAMILIES, SETTINGS, model_key
+from utils.pipeline.console import plural
 from utils.pipeline.host_memory import keep_freed_memory
 from utils.sections import SECTIONS
 
@@ -162,12 +164,32 @@ def _results(ens, rows, snapshots):
             for t, r, snaps in zip(ens.tasks, rows, snapshots)]
 
 
+class EnsembleError(Exception):
+    """An ensemble failed (its exception is the cause); the message is one line naming it."""
+
+
+def _failed(program: list[Ensemble], e: Exception) -> EnsembleError:
+    """The error of a program (one ensemble, or a GPU's merged ensembles: named by its first)."""
+    ens = program[0]
+    config = " ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in ens.config)
+    others = f" (trained with {plural(len(program) - 1, 'other ensemble')})" if len(program) > 1 else ""
+    lines = str(e).strip().splitlines()
+    return EnsembleError(f"the {ens.family} ensemble {config} ({plural(len(ens.tasks), 'model')}){others} "
+                         f"failed: {type(e).__name__}{f': {lines[0][:200]}' if lines else ''}")
+
+
 def _init_worker(parent: int):
-    """Worker processes: one torch thread; Ctrl-C is the parent's to handle (it stops them); and they
-    exit when the parent dies (a SIGKILL, the OOM killer, a wall-time limit), instead of running on
-    orphaned."""
+    """Worker processes: one torch thread; Ctrl-C and SIGTERM are the parent's to handle (it stops
+    them; they started with both ignored, see ``_ignoring_signals``); and they end when the parent dies
+    (a SIGKILL, the OOM killer, a wall-time limit), instead of running on orphaned. On Linux the kernel
+    kills them at once, before they can print anything about the parent gone (a torch tensor half
+    sent to it, say); elsewhere they notice within half a second."""
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.platform == "linux":
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, for when the (main thread that) started it ends
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
@@ -178,11 +200,11 @@ def _exit_with_parent(parent: int):
 
 
 def _stop(ex, futures):
-    """Stop a sweep now: end the worker processes (the pool then fails what they were running and what
-    waited) or, on Dask, cancel what has not finished."""
+    """Stop a sweep now: kill the worker processes (they ignore SIGTERM; the pool then fails what they
+    were running and what waited) or, on Dask, cancel what has not finished."""
     if isinstance(ex, ProcessPoolExecutor):
         for proc in list(ex._processes.values()):
-            proc.terminate()
+            proc.kill()
         ex.shutdown(wait=False)
     else:
         for fut in futures:
@@ -190,7 +212,30 @@ def _stop(ex, futures):
 
 
 @contextlib.contextmanager
+def _ignoring_signals():
+    """SIGINT and SIGTERM ignored while worker processes start: they keep that across exec (spawn), so a
+    Ctrl-C while they import torch cannot print their tracebacks (the parent stops them). A signal in
+    these few milliseconds of starting them is lost for the parent too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
+# The pool's resource tracker, a process of its own started with this process's -W options, warns of
+# "leaked semaphore objects" when the parent was killed, as it removes them: nothing is left behind.
+QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
+
+
+@contextlib.contextmanager
 def _pool(workers: int):
+    if QUIET_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(QUIET_TRACKER)
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch's thread pools and CUDA
     ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
     try:
@@ -223,8 +268,10 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
 
     The tasks train as ``group(tasks, together)``; ``finished`` maps the index of an ensemble of that
     list already trained (a resumed run) to its results; ``on_result(index, results)`` is called in
-    this process as each ensemble finishes (checkpointing). An interrupt or a failing ``on_result``
-    stops the workers at once and propagates; what finished before stays finished. ``section``: a
+    this process as each ensemble finishes (checkpointing). An interrupt (SIGTERM too, as the command
+    line raises it), a failing ``on_result`` or a failing ensemble (an EnsembleError naming it, its
+    exception the cause) stops the workers at once and propagates; what finished before stays
+    finished. ``section``: a
     Section that is not in the registry (``utils.api``'s own problem), for a sweep run in this process.
 
     Ensembles on different devices (``--device auto``'s split) train at the same time: those on the
@@ -251,9 +298,20 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
             store(i, out)
 
     def run(p):
-        return run_program([ensembles[i] for i in p], section)
+        try:
+            return run_program([ensembles[i] for i in p], section)
+        except Exception as e:
+            raise _failed([ensembles[i] for i in p], e) from e
 
-    previous = signal.getsignal(signal.SIGINT)
+    def finish(fut):
+        p = futures[fut]
+        try:
+            outs = fut.result()
+        except Exception as e:
+            raise _failed([ensembles[i] for i in p], e) from e
+        store_program(p, outs)
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with bar:
         for i, out in finished.items():
             store(i, out, new=False)
@@ -262,30 +320,34 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
         on_cpu = [p for p in todo if p not in on_gpu] if split else todo
         with _executor(min(workers, max(len(on_cpu), 1)), scheduler) as ex, \
                 (_pool(1) if split else contextlib.nullcontext()) as gpu:
-            futures = {gpu.submit(run_program, [ensembles[i] for i in p]): p for p in on_gpu} if split else {}
-            if ex is None and not futures:
+            if ex is None and not split:
                 for p in on_cpu:
                     store_program(p, run(p))
                 return results
+            with _ignoring_signals() if ex is None or isinstance(ex, ProcessPoolExecutor) else contextlib.nullcontext():
+                # submitting starts the worker processes
+                futures = {gpu.submit(run_program, [ensembles[i] for i in p]): p for p in on_gpu} if split else {}
+                if ex is not None:
+                    futures.update({ex.submit(run_program, [ensembles[i] for i in p]): p for p in on_cpu})
             try:
                 if ex is None:  # the CPU's ensembles here, while the GPU's train in their own process
                     for p in on_cpu:
                         store_program(p, run(p))
-                else:
-                    futures.update({ex.submit(run_program, [ensembles[i] for i in p]): p for p in on_cpu})
                 for fut in as_completed(futures):
-                    store_program(futures[fut], fut.result())
+                    finish(fut)
             except BaseException as e:
                 main = threading.current_thread() is threading.main_thread()
-                if main:  # a second Ctrl-C must not break the cleanup, nor the caller's exit after an interrupt
-                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                if main:  # a second signal must not break the cleanup, nor the caller's exit after an interrupt
+                    for s in previous:
+                        signal.signal(s, signal.SIG_IGN)
                 try:
                     for executor in (ex, gpu):
                         if executor is not None:
                             _stop(executor, futures)
                 finally:
                     if main and not isinstance(e, KeyboardInterrupt):
-                        signal.signal(signal.SIGINT, previous)
+                        for s, h in previous.items():
+                            signal.signal(s, signal.SIG_DFL if h is None else h)
                 raise
     return results
 
