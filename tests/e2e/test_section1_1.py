@@ -24,7 +24,7 @@ def test_quick_run_writes_one_pickle_per_family_with_attrs(shared_run):
         [f"section1_1_{ts}_{m}.pkl" for m in ("mlp", "siren", "kan", "kan_pruning")] + [f"section1_1_{ts}_models.pt"])
     for family, df in results.items():  # three seeds: the run's seeds are its seed column, not an attr
         assert df.attrs == {"section": "section1_1", "timestamp": ts, "epochs": 6, "device": "cpu",
-                            "seed": None, "dtype": "float64", "model_type": family}
+                            "seed": None, "dtype": "float64", "model_type": family, "engine": "host"}
         assert sorted(df["seed"].unique()) == [0, 1, 2]
     # derivable values come from the data, as in the metadata note
     mlp_df, kan_df = results["mlp"], results["kan"]
