@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from utils.config import LBFGS_OPTIONS  # noqa: E402
 from utils.engine import ticks as ticks_mod  # noqa: E402
@@ -32,6 +31,8 @@ from utils.optim.resident import ResidentLBFGS  # noqa: E402
 from utils.pipeline.run import ensembles_of  # noqa: E402
 from utils.problems.stacked import StackedProblem  # noqa: E402
 from utils.sections import SECTIONS  # noqa: E402
+
+from tick_floor import Counting  # noqa: E402  (bench/, the script's folder)
 
 CUDA = torch.device("cuda")   # --dry-run: "cpu", to check this script without a GPU (no capture)
 
@@ -143,16 +144,6 @@ def first_objectives(section_name):
             model, X = StackedKAN.from_pykan(kans)
         fun = training.autograd_objective(problem, model, torch.float64)
         yield ens.family, config, len(seeds), (lambda Xall, fun=fun: fun(Xall, None)), X, None
-
-
-class Counting(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.n += 1
-        return func(*args, **(kwargs or {}))
 
 
 def fresh(B, X, row_sum, steps=3):

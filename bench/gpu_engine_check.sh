@@ -8,21 +8,8 @@
 #                                      sync-free ticks, quick sections), two identical quick runs
 #   bash bench/gpu_engine_check.sh B   section1_1 --epochs 100 with --device cuda, cpu (all cores),
 #                                      auto; section1_3 at its defaults with cuda and auto; timed
-set -u -o pipefail
-OUT=${OUT:-/tmp/gpu_engine_check}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-PY=${PY:-python3}
-if [ -d .whl ]; then   # pykan travels as a wheel (the device image has the rest)
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site || exit 1
-fi
-timed() {  # timed NAME LIMIT_S COMMAND...: runs it, logs it to $OUT/NAME.txt, prints the wall time
-  local name=$1 limit=$2; shift 2
-  local t0; t0=$(date +%s%N)
-  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"; local rc=$?
-  echo "== $name: rc $rc, $(( ($(date +%s%N) - t0) / 1000000 )) ms wall" | tee -a "$OUT/times.txt"
-  return $rc
-}
+OUT=${OUT:-/tmp/gpu_engine_check}
+source "$(dirname "$0")/device_preamble.sh"
 R=/tmp/gpu_runs
 case ${1:-A} in
   A)
