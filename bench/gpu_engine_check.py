@@ -32,7 +32,7 @@ from utils.pipeline.run import ensembles_of  # noqa: E402
 from utils.problems.stacked import StackedProblem  # noqa: E402
 from utils.sections import SECTIONS  # noqa: E402
 
-from tick_floor import Counting  # noqa: E402  (bench/, the script's folder)
+from tick_floor import Counting, initial_objective  # noqa: E402  (bench/, the script's folder)
 
 CUDA = torch.device("cuda")   # --dry-run: "cpu", to check this script without a GPU (no capture)
 
@@ -106,9 +106,6 @@ def first_objectives(section_name):
     """(program, config, B, fun(Xall), X, row_sum) for the first ensemble of each family of a section
     at its defaults and for its merged nets program (every MLP and SIREN), on the GPU, in float64
     (the objective a resident tick evaluates)."""
-    from utils.engine.kan_stack import StackedKAN
-    from utils.engine.nets import StackedNet
-    from utils.models.kan import make_kan
     section = SECTIONS[section_name]
     options = {"section": section_name, "datasets": section.datasets, "families": ["mlp", "siren", "kan"],
                "seeds": [0], "epochs": 100, "device": CUDA.type, "engine": "resident",
@@ -124,26 +121,15 @@ def first_objectives(section_name):
     merged = MergedNets([n[:3] for n in nets], problem.n_in, dict(nets[0][3].config)["width"],
                         max_depth=max(*MLP_DEPTHS, *SIREN_DEPTHS))
     fun = training.autograd_objective(problem, merged, torch.float64)
-    yield ("nets", "all MLPs and SIRENs", len(nets), lambda Xall: fun(Xall, None),
+    yield ("nets", "all MLPs and SIRENs", len(nets), lambda Xall, fun=fun: fun(Xall, None),
            merged.init([t.seed for *_, t in nets], device=CUDA, dtype=torch.float64), merged.own_row_sum(CUDA))
     seen = set()
     for ens in ensembles_of(options):
         if ens.family in seen:
             continue
         seen.add(ens.family)
-        problem = StackedProblem([section.make_problem(t) for t in ens.tasks])
-        config = dict(ens.config)
-        seeds = [t.seed for t in ens.tasks]
-        if "depth" in config:
-            model = StackedNet(ens.family, problem.n_in, config["width"], config["depth"],
-                               config.get("activation", "sine"))
-            X = model.init(seeds, dtype=torch.float64).to(CUDA)
-        else:
-            kans = [make_kan([problem.n_in, config["width"], 1], ens.grids[0], seed=s, dtype=torch.float64,
-                             device=CUDA) for s in seeds]
-            model, X = StackedKAN.from_pykan(kans)
-        fun = training.autograd_objective(problem, model, torch.float64)
-        yield ens.family, config, len(seeds), (lambda Xall, fun=fun: fun(Xall, None)), X, None
+        fun, X = initial_objective(ens, CUDA)
+        yield ens.family, dict(ens.config), len(ens.tasks), (lambda Xall, fun=fun: fun(Xall, None)), X, None
 
 
 def fresh(B, X, row_sum, steps=3):

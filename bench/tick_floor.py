@@ -99,28 +99,34 @@ def kan_segments(epochs, n_grids, pruned):
     return out
 
 
-def ops_per_tick(ensemble):
-    """(host engine's aten ops per tick, resident engine's) for one step of the ensemble's members
-    (a KAN's through the batched torch objective, the GPU's)."""
-    from utils.config import LBFGS_OPTIONS
+def initial_objective(ensemble, device="cpu"):
+    """(objective, X): an ensemble's members at their initial parameters, in float64 on ``device``
+    (its problems where its tasks put them), a KAN's through the batched torch objective."""
     from utils.engine.kan_stack import StackedKAN
     from utils.engine.nets import StackedNet
     from utils.models.kan import make_kan
-    from utils.optim.resident import ResidentLBFGS
     from utils.problems.stacked import StackedProblem
-    section = SECTIONS[ensemble.section]
-    problem = StackedProblem([section.make_problem(t) for t in ensemble.tasks])
+    problem = StackedProblem([SECTIONS[ensemble.section].make_problem(t) for t in ensemble.tasks])
     config = dict(ensemble.config)
     seeds = [t.seed for t in ensemble.tasks]
     if "depth" in config:
         model = StackedNet(ensemble.family, problem.n_in, config["width"], config["depth"],
                            config.get("activation", "sine"))
-        X = model.init(seeds, dtype=torch.float64)
+        X = model.init(seeds, dtype=torch.float64).to(device)
     else:
         model, X = StackedKAN.from_pykan([make_kan([problem.n_in, config["width"], 1], ensemble.grids[0], seed=s,
-                                                   dtype=torch.float64) for s in seeds])
-    fun = training.autograd_objective(problem, model, torch.float64)
-    host = BatchedLBFGS(len(seeds), X.shape[1], compiled=False, **LBFGS_OPTIONS)
+                                                   dtype=torch.float64, device=device) for s in seeds])
+    return training.autograd_objective(problem, model, torch.float64), X
+
+
+def ops_per_tick(ensemble):
+    """(host engine's aten ops per tick, resident engine's) for one step of the ensemble's members
+    (a KAN's through the batched torch objective, the GPU's)."""
+    from utils.config import LBFGS_OPTIONS
+    from utils.optim.resident import ResidentLBFGS
+    fun, X = initial_objective(ensemble)
+    B = len(ensemble.tasks)
+    host = BatchedLBFGS(B, X.shape[1], compiled=False, **LBFGS_OPTIONS)
     X = host.step(fun, X)  # a first step: the history fills
     rounds, serve = [0], BatchedLBFGS._evaluate
 
@@ -131,7 +137,7 @@ def ops_per_tick(ensemble):
     with Counting() as c:
         host.step(fun, X)
     BatchedLBFGS._evaluate = serve
-    resident = ResidentLBFGS(len(seeds), X.shape[1], max_steps=2, **LBFGS_OPTIONS)
+    resident = ResidentLBFGS(B, X.shape[1], max_steps=2, **LBFGS_OPTIONS)
     resident.start(X, 2)
     for _ in range(5):
         resident.tick(lambda Xall: fun(Xall, None))
