@@ -111,24 +111,36 @@ def run_stage(problem, model, X, steps, log: Members, members, ids, make_objecti
         idx = torch.tensor(members, device=device)
         t0 = time.perf_counter()
         try:
-            if before_step is not None:
-                changed = before_step(s, idx, X)
-                if changed is not X:  # the model changed with X (a grid update): no reuse of old gradients
-                    opt.forget()
-                X = changed
+            X = _before_step(before_step, s, idx, X, opt)
             X = opt.step(make_objective(), X, members)
             synchronize(device)
             seconds = time.perf_counter() - t0
             metrics = problem.evaluate(model, X[idx].to(dtype), idx)  # the parameters the model holds
         except (RuntimeError, ValueError, torch.linalg.LinAlgError) as e:
-            # a failed least-squares fit or a non-finite grid is a result, not a crash
-            print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
-            log.record([ids[b] for b in members], time.perf_counter() - t0, [failed_metrics(problem)] * len(members),
-                       counts(members), **columns)
+            _record_failure(e, problem, log, [ids[b] for b in members], time.perf_counter() - t0, counts(members),
+                            columns)
             return X, []
         going = set(log.record([ids[b] for b in members], seconds, metrics, counts(members), **columns))
         members = [b for b in members if ids[b] in going]
     return X, members
+
+
+def _before_step(before_step, step, idx, X, opt):
+    """X after ``before_step`` (a grid update may change the model with X); an optimizer whose model
+    changed forgets its old gradients, as pykan's fit() starts afresh after update_grid."""
+    if before_step is None:
+        return X
+    changed = before_step(step, idx, X)
+    if changed is not X:
+        opt.forget()
+    return changed
+
+
+def _record_failure(e, problem, log, names, seconds, params, columns):
+    """A failed least-squares fit or a non-finite grid is a result, not a crash: one line on stderr,
+    and a failed row for every member still training."""
+    print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+    log.record(names, seconds, [failed_metrics(problem)] * len(names), params, **columns)
 
 
 def _segments(steps, barrier):
@@ -164,11 +176,7 @@ def run_stage_resident(problem, model, X, steps, log: Members, members, ids, mak
         idx = torch.tensor(members, device=device)
         t0 = time.perf_counter()
         try:
-            if before_step is not None:
-                changed = before_step(first, idx, X)
-                if changed is not X:  # the model changed with X: evaluate afresh
-                    opt.forget()
-                X = changed
+            X = _before_step(before_step, first, idx, X, opt)
             objective = make_objective()
             target = torch.zeros(B, dtype=torch.long)
             target[members] = end - first
@@ -177,9 +185,8 @@ def run_stage_resident(problem, model, X, steps, log: Members, members, ids, mak
             snaps, snap_ticks = opt.snap_x[:end - first].clone(), opt.snap_tick[:end - first].cpu()
             setup = time.perf_counter() - t0 - tick_seconds * int(opt.ticks)
         except (RuntimeError, ValueError, torch.linalg.LinAlgError) as e:
-            print(f"training stopped at a failed step: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
-            log.record([ids[b] for b in members], time.perf_counter() - t0, [failed_metrics(problem)] * len(members),
-                       counts(members), **columns)
+            _record_failure(e, problem, log, [ids[b] for b in members], time.perf_counter() - t0, counts(members),
+                            columns)
             return X, []
         ended = torch.zeros(B, dtype=torch.long)   # the tick each member's previous step ended at
         for k in range(end - first):
