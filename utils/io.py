@@ -43,6 +43,7 @@ except ImportError:  # Windows: runs are not held there
 
 import pandas as pd
 
+from utils import signals
 from utils.config import DEFAULT_RESULTS_DIR
 from utils.storage import layouts
 from utils.storage.layouts import ESSENTIAL_KEYS, MODEL_TYPES, PER_FAMILY_KEYS, RunError
@@ -133,14 +134,13 @@ def _signals_deferred():
         yield
         return
     caught, previous = [], {}
-    for s in (signal.SIGINT, signal.SIGTERM):
+    for s in signals.STOPPING:
         if signal.getsignal(s) not in (signal.SIG_IGN, None):  # None: not Python's to handle
             previous[s] = signal.signal(s, lambda signum, frame: caught.append((signum, frame)))
     try:
         yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        signals.restore(previous)
     if caught:
         signum, frame = caught[0]
         if previous[signum] == signal.SIG_DFL:

@@ -20,7 +20,7 @@ LAYERS = [
     ("utils.models", "utils.problems", "utils.optim"),
     ("utils.numerics",),
     ("utils.families", "utils.device"),
-    ("utils.config",),
+    ("utils.config", "utils.signals"),
 ]
 ALLOWED_SIBLINGS = {("utils.io", "utils.storage")}  # the storage contract and the layouts it reads
 

@@ -18,17 +18,16 @@ import os
 import re
 import signal
 import sys
-import threading
 from pathlib import Path
 
-from utils.config import DEFAULT_DTYPE, DEFAULT_EPOCHS, DEFAULT_RESULTS_DIR, QUICK_EPOCHS
+from utils import config, signals
+from utils.config import DEFAULT_DTYPE, DEFAULT_EPOCHS, DEFAULT_RESULTS_DIR, MAX_SEED, QUICK_EPOCHS
 from utils.device import CHOICES as DEVICES
 from utils.device import ENGINES
 from utils.families import FAMILIES, SETTINGS
 from utils.pipeline.console import plural
 from utils.sections import SECTIONS
 
-MAX_SEED = 2 ** 32  # numpy's and pykan's seeds must lie in [0, 2**32)
 # Upper bounds that catch a slip of the keyboard before it asks for terabytes (--width 1000000 is a
 # 10^12-weight layer): a hundred to a thousand times what the protocol uses.
 MAX_WIDTH, MAX_EPOCHS, MAX_POINTS = 1000, 100_000, 1_000_000
@@ -39,7 +38,7 @@ WORKER_MEMORY_GB = 1.0
 SCHEDULER_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss|inproc)://)?"
                                r"(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})$")
 CONNECT_S, WORKERS_WAIT_S = 5, 10  # how long a Dask scheduler is given to answer, and to get its first worker
-TIMESTAMP = re.compile(r"\d{8}_\d{6}(?:_\d+)?")  # utils.storage.layouts.TS (which would load pandas)
+TIMESTAMP = re.compile(config.TIMESTAMP)
 # options that say how to run, not what: the only ones --resume takes from the command line
 EXECUTION_OPTIONS = ("resume", "workers", "scheduler", "results_dir", "no_progress", "device")
 
@@ -328,20 +327,6 @@ def check_scheduler(prog, address):
                       f"({worker}: {problem}); start them with {path}")
 
 
-def _handle_signals(on_sigint, on_sigterm=None) -> dict:
-    """Route SIGINT and SIGTERM (to ``on_sigint`` unless told); return the handlers they had (none off
-    the main thread, where Python cannot handle signals)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
-            signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm or on_sigint)}
-
-
-def _restore(handlers: dict):
-    for s, h in handlers.items():
-        signal.signal(s, signal.SIG_DFL if h is None else h)
-
-
 def _quit_before_start(prog):
     """Until the run starts nothing is written, and the imports (seconds) would print their traceback."""
     def handler(signum, frame):
@@ -374,12 +359,12 @@ def main(section_name: str, argv=None):
     """A section script: parse, check, then train with checkpoints, save and summarize."""
     section = SECTIONS[section_name]
     prog = f"{section.name}.py"
-    previous = _handle_signals(_quit_before_start(prog))
+    previous = signals.route(_quit_before_start(prog))
     try:
         return _main(section, prog, argv)
     finally:  # after a run stopped by a signal they stay ignored: a second Ctrl-C while exiting is no traceback
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            _restore(previous)
+            signals.restore(previous)
 
 
 def _main(section, prog, argv):
@@ -402,14 +387,14 @@ def _main(section, prog, argv):
     if args.scheduler:
         check_scheduler(prog, args.scheduler)
 
-    _handle_signals(signal.default_int_handler, _terminate)  # from here a signal stops the run, keeping what finished
+    signals.route(signal.default_int_handler, _terminate)  # from here a signal stops the run, keeping what finished
     ts = args.resume
     try:
         ts = ts or run.start(options, args.results_dir)
         run.run(options, ts, results_dir=args.results_dir, workers=workers, scheduler=args.scheduler,
                 progress=not args.no_progress, done=done, prog=prog, notes=notes)
     except KeyboardInterrupt as e:
-        _handle_signals(signal.SIG_IGN)  # one signal is enough: the rest is saving a line
+        signals.route(signal.SIG_IGN)  # one signal is enough: the rest is saving a line
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
         die(prog, _stopped(what, prog, section.name, ts, args.results_dir, len(ensembles)),
             143 if isinstance(e, Terminated) else 130)

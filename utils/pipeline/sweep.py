@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from utils import signals
 from utils.config import DEFAULT_DTYPE, KAN_GRIDS, QUICK_GRIDS
 from utils.device import engine_for
 from utils.engine import training
@@ -216,15 +217,11 @@ def _ignoring_signals():
     """SIGINT and SIGTERM ignored while worker processes start: they keep that across exec (spawn), so a
     Ctrl-C while they import torch cannot print their tracebacks (the parent stops them). A signal in
     these few milliseconds of starting them is lost for the parent too."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = signals.route(signal.SIG_IGN)
     try:
         yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, signal.SIG_DFL if h is None else h)
+        signals.restore(previous)
 
 
 # The pool's resource tracker, a process of its own started with this process's -W options, warns of
@@ -311,7 +308,6 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
             raise _failed([ensembles[i] for i in p], e) from e
         store_program(p, outs)
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with bar:
         for i, out in finished.items():
             store(i, out, new=False)
@@ -336,18 +332,14 @@ def run_sweep(tasks, workers: int = 1, scheduler: str | None = None, progress: b
                 for fut in as_completed(futures):
                     finish(fut)
             except BaseException as e:
-                main = threading.current_thread() is threading.main_thread()
-                if main:  # a second signal must not break the cleanup, nor the caller's exit after an interrupt
-                    for s in previous:
-                        signal.signal(s, signal.SIG_IGN)
-                try:
+                previous = signals.route(signal.SIG_IGN)  # a second signal must not break the cleanup,
+                try:                                      # nor the caller's exit after an interrupt
                     for executor in (ex, gpu):
                         if executor is not None:
                             _stop(executor, futures)
                 finally:
-                    if main and not isinstance(e, KeyboardInterrupt):
-                        for s, h in previous.items():
-                            signal.signal(s, signal.SIG_DFL if h is None else h)
+                    if not isinstance(e, KeyboardInterrupt):
+                        signals.restore(previous)
                 raise
     return results
 
