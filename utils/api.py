@@ -19,10 +19,9 @@ from __future__ import annotations
 import math
 import numbers
 
-from utils.config import DEFAULT_DTYPE, KAN_GRIDS, MLP_ACTIVATIONS, PDE_DEFAULTS
+from utils.config import DEFAULT_DTYPE, KAN_GRIDS, MAX_SEED, MLP_ACTIVATIONS, PDE_DEFAULTS
 from utils.families import FAMILIES, SETTINGS
 
-MAX_SEED = 2 ** 32  # as on the command line: numpy's and pykan's seeds lie in [0, 2**32)
 # u must vanish on the boundary up to this, relative to its largest value on the dense grid (sin(pi)
 # in float64 is 1.2e-16)
 BOUNDARY_TOLERANCE = 1e-6

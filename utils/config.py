@@ -8,6 +8,9 @@ from pathlib import Path
 
 # where runs are saved unless --results-dir (or results_dir=) says otherwise
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+# a run's timestamp: 20251022_203715, or 20251022_203715_1 for a second run that second
+TIMESTAMP = r"\d{8}_\d{6}(?:_\d+)?"
+MAX_SEED = 2 ** 32  # numpy's and pykan's seeds must lie in [0, 2**32)
 
 # MLP and SIREN: hidden width (--width), depth = number of linear layers
 WIDTH = 5

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from utils.config import TIMESTAMP
 from utils.families import FAMILY_ORDER
 
 # The model types a run stores, in the order they are returned: the families.
@@ -39,7 +40,7 @@ MODEL_TYPES = FAMILY_ORDER
 # when saving; the others are required.
 ESSENTIAL_KEYS = ("section", "timestamp", "epochs", "device", "model_type", "seed", "dtype", "engine")
 PER_FAMILY_KEYS = ("device", "engine")   # may differ between a run's families (--device auto splits a run)
-TS = r"\d{8}_\d{6}(?:_\d+)?"  # 20251022_203715, or 20251022_203715_1 for a second run that second
+TS = TIMESTAMP
 
 _TYPES = "|".join(MODEL_TYPES)
 _FRAME = re.compile(rf"^(?:e(\d+)_)?({_TYPES})\.pkl$")
