@@ -34,11 +34,8 @@ def works(options) -> list:
     pinn = problem.get("mode") == "pinn"
     points = (problem.get("n_interior", 0) + problem.get("n_boundary", 0)) if pinn else config.N_TRAIN
     return [Work(e.family, "pinn" if pinn else "regression", len(e.tasks), e.epochs, points,
-                 dict(e.config).get("depth", 4)) for e in group(build_tasks(
-                     options["section"], options["datasets"], options["families"], options["seeds"], options["epochs"],
-                     "cpu", options.get("quick", False), options.get("problem_options", ()), options.get("settings"),
-                     options.get("dtype", DEFAULT_DTYPE), options.get("configs"), options.get("grids")),
-                     options.get("together", True))]
+                 dict(e.config).get("depth", 4))
+            for e in ensembles_of({**options, "device": "cpu", "devices": None})]  # ensembles before placement
 
 
 def placement(options, workers: int, cuda=None):
