@@ -61,7 +61,7 @@ class Ensemble:
     """Tasks that train as one program: same family, configuration, budget, device and options."""
     tasks: tuple
 
-    def __getattr__(self, name):  # section, family, epochs, device, config, grids, options: the members'
+    def __getattr__(self, name):  # the fields its members share
         if name in ("section", "family", "epochs", "device", "config", "grids", "options", "dtype", "engine"):
             return getattr(self.tasks[0], name)
         raise AttributeError(name)
