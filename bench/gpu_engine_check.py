@@ -29,7 +29,6 @@ from utils.engine import ticks as ticks_mod  # noqa: E402
 from utils.engine import training  # noqa: E402
 from utils.optim.resident import ResidentLBFGS  # noqa: E402
 from utils.pipeline.run import ensembles_of  # noqa: E402
-from utils.problems.stacked import StackedProblem  # noqa: E402
 from utils.sections import SECTIONS  # noqa: E402
 
 from tick_floor import Counting, initial_objective  # noqa: E402  (bench/, the script's folder)
@@ -112,17 +111,10 @@ def first_objectives(section_name):
                "problem_options": () if not section.is_pde else (("mode", "pinn"), ("alpha", 0.01),
                                                                   ("n_interior", 10_000 if section.dim == 2 else 1000),
                                                                   ("n_boundary", 800 if section.dim == 2 else 2))}
-    from utils.config import MLP_DEPTHS, SIREN_DEPTHS
-    from utils.engine.merged_nets import MergedNets, grouped_order
-    nets = [(ens.family, dict(ens.config).get("activation", "sine"), dict(ens.config)["depth"], t)
-            for ens in ensembles_of(options) if ens.family in ("mlp", "siren") for t in ens.tasks]
-    nets = [nets[j] for j in grouped_order([n[:3] for n in nets])]
-    problem = StackedProblem([section.make_problem(t) for *_, t in nets])
-    merged = MergedNets([n[:3] for n in nets], problem.n_in, dict(nets[0][3].config)["width"],
-                        max_depth=max(*MLP_DEPTHS, *SIREN_DEPTHS))
+    nets = [ens for ens in ensembles_of(options) if ens.family in ("mlp", "siren")]
+    slots, problem, merged, X = training.merged_program(nets, [[section.make_problem(t) for t in e.tasks] for e in nets])
     fun = training.autograd_objective(problem, merged, torch.float64)
-    yield ("nets", "all MLPs and SIRENs", len(nets), lambda Xall, fun=fun: fun(Xall, None),
-           merged.init([t.seed for *_, t in nets], device=CUDA, dtype=torch.float64), merged.own_row_sum(CUDA))
+    yield "nets", "all MLPs and SIRENs", len(slots), lambda Xall, fun=fun: fun(Xall, None), X, merged.own_row_sum(CUDA)
     seen = set()
     for ens in ensembles_of(options):
         if ens.family in seen:

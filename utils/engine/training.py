@@ -235,17 +235,12 @@ def merge_key(ens):
 MERGED_DEVICES = ("cuda",)   # where merge_key merges (a test adds "cpu")
 
 
-def train_merged_nets(ensembles, problems, base_rows):
-    """MLP and SIREN ensembles of one ``merge_key`` as one program: every member a row of one
-    ``MergedNets`` (layout depth: the deepest net a sweep has, so a member's numbers never depend on
-    which configurations it trains with), rows grouped by activation. Returns each ensemble's
-    (rows, snapshots) as ``train_nets`` does. ``wall_time``: each member's own ticks (its program's
-    time per tick x the ticks its steps took), as for every resident ensemble."""
+def merged_program(ensembles, problems):
+    """(slots, problem, net, X) of ``train_merged_nets``: member (i, k), task k of ensemble i, is row j
+    of slots, the rows grouped by activation; X the members' initial parameters."""
     from utils.config import MLP_DEPTHS, SIREN_DEPTHS
     from utils.engine.merged_nets import MergedNets, grouped_order
     first = ensembles[0]
-    device, dtype = first.device, getattr(torch, first.dtype)
-    # member (i, k): task k of ensemble i; its rows sit grouped by activation
     slots = [(i, k) for i, e in enumerate(ensembles) for k in range(len(e.tasks))]
     configs = [(ensembles[i].family, dict(ensembles[i].config).get("activation", FAMILIES[ensembles[i].family].activation),
                 dict(ensembles[i].config)["depth"]) for i, _ in slots]
@@ -253,7 +248,19 @@ def train_merged_nets(ensembles, problems, base_rows):
     slots, configs = [slots[j] for j in order], [configs[j] for j in order]
     problem = StackedProblem([problems[i][k] for i, k in slots])
     net = MergedNets(configs, problem.n_in, dict(first.config)["width"], max_depth=max(*MLP_DEPTHS, *SIREN_DEPTHS))
-    X = net.init([ensembles[i].tasks[k].seed for i, k in slots], device=device, dtype=dtype)
+    X = net.init([ensembles[i].tasks[k].seed for i, k in slots], device=first.device, dtype=getattr(torch, first.dtype))
+    return slots, problem, net, X
+
+
+def train_merged_nets(ensembles, problems, base_rows):
+    """MLP and SIREN ensembles of one ``merge_key`` as one program: every member a row of one
+    ``MergedNets`` (layout depth: the deepest net a sweep has, so a member's numbers never depend on
+    which configurations it trains with), rows grouped by activation. Returns each ensemble's
+    (rows, snapshots) as ``train_nets`` does. ``wall_time``: each member's own ticks (its program's
+    time per tick x the ticks its steps took), as for every resident ensemble."""
+    first = ensembles[0]
+    device, dtype = first.device, getattr(torch, first.dtype)
+    slots, problem, net, X = merged_program(ensembles, problems)
     log = Members([base_rows[i][k] for i, k in slots])
     rows = list(range(len(slots)))
     counts = net.count_params()
